@@ -1,0 +1,304 @@
+/*
+ * The broker's front door: checks every argument, turns job ids into (ulid, queue),
+ * makes lease tokens, and hands well-formed calls to the backend's vtable. Error
+ * messages for bad input are written here, once, for every backend.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/internal.h"
+
+#define LEASE_TOKEN_BYTES 12
+#define LIST_LIMIT_MAX 1000
+#define RESERVE_MAX 1000
+#define LEASE_MAX_MS (24LL * 3600 * 1000)
+
+int broker__error(broker_t *b, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->errmsg, sizeof(b->errmsg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* ---- Opening ---- */
+
+int broker_open(const broker_config_t *cfg, broker_t **out, char **errmsg)
+{
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    const char *url = cfg && cfg->url ? cfg->url : "redis://127.0.0.1:6379";
+    if (strncmp(url, "redis://", 8) != 0 && strncmp(url, "unix://", 7) != 0) {
+        if (errmsg)
+            *errmsg = hp_sprintf("broker url \"%s\": expected redis://host:port or "
+                                 "unix:///path (the only backend so far is Redis)",
+                                 url);
+        return HP_EINVAL;
+    }
+    broker_config_t c = cfg ? *cfg : (broker_config_t){0};
+    c.url = url;
+    int err = broker__redis_open(&c, out, errmsg);
+    if (err)
+        return err;
+    (*out)->max_payload = c.max_payload ? c.max_payload : JOB_PAYLOAD_DEFAULT_MAX;
+    return 0;
+}
+
+void broker_close(broker_t *b)
+{
+    if (b)
+        b->ops->close(b);
+}
+
+const char *broker_errmsg(const broker_t *b)
+{
+    return b->errmsg;
+}
+
+int broker_ping(broker_t *b)
+{
+    return b->ops->ping(b);
+}
+
+static int check_queue(broker_t *b, const char *queue)
+{
+    if (!broker__queue_name_valid(queue))
+        return broker__error(b, HP_EINVAL,
+                             "queue: must be 1-%d characters of A-Z a-z 0-9 . _ -, got \"%.80s\"",
+                             JOB_QUEUE_NAME_MAX, queue ? queue : "");
+    return 0;
+}
+
+static int parse_id(broker_t *b, const char *id, char *ulid, char *queue)
+{
+    if (!job_id_parse(id, ulid, queue))
+        return broker__error(b, HP_EINVAL,
+                             "job id \"%.100s\": expected <26-character ULID>-<queue>",
+                             id ? id : "");
+    return 0;
+}
+
+/* ---- Producing ---- */
+
+int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_result_t *results)
+{
+    if (n == 0 || n > JOB_BATCH_MAX)
+        return broker__error(b, HP_EINVAL, "batch: must hold 1-%d jobs, got %zu", JOB_BATCH_MAX,
+                             n);
+    memset(results, 0, n * sizeof(*results));
+    broker__prepared_t *ready = hp_calloc(n, sizeof(*ready));
+    size_t nready = 0;
+    int first_err = 0;
+    for (size_t i = 0; i < n; i++) {
+        int err = broker__validate_spec(&specs[i], b->max_payload, results[i].errmsg,
+                                        sizeof(results[i].errmsg));
+        if (err) {
+            results[i].err = err;
+            if (!first_err) {
+                first_err = err;
+                broker__error(b, err, n > 1 ? "jobs[%zu].%s" : "%.0zu%s", i, results[i].errmsg);
+            }
+            continue;
+        }
+        broker__prepare(&specs[i], &ready[nready]);
+        ready[nready++].index = i;
+    }
+    if (nready > 0) {
+        int err = b->ops->enqueue(b, ready, nready, results);
+        if (err && !first_err)
+            first_err = err;
+    }
+    for (size_t i = 0; i < nready; i++)
+        broker__prepared_cleanup(&ready[i]);
+    hp_free(ready);
+    return first_err;
+}
+
+/* ---- Working ---- */
+
+int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
+                   const char *worker, job_list_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int err = check_queue(b, queue);
+    if (err)
+        return err;
+    if (max == 0 || max > RESERVE_MAX)
+        return broker__error(b, HP_EINVAL, "reserve: max must be 1-%d, got %zu", RESERVE_MAX,
+                             max);
+    if (lease_ms <= 0 || lease_ms > LEASE_MAX_MS)
+        return broker__error(b, HP_EINVAL, "lease: must be 1 ms to 24 h, got %lld ms",
+                             (long long)lease_ms);
+    char token[LEASE_TOKEN_BYTES * 2 + 1];
+    hp_random_hex(token, LEASE_TOKEN_BYTES);
+    return b->ops->reserve(b, queue, max, lease_ms, token, worker ? worker : "", out);
+}
+
+int broker_wait(broker_t *b, const char *const *queues, size_t nqueues, int64_t timeout_ms)
+{
+    if (nqueues == 0 || timeout_ms < 0)
+        return broker__error(b, HP_EINVAL, "wait: needs at least one queue and a timeout >= 0");
+    for (size_t i = 0; i < nqueues; i++) {
+        int err = check_queue(b, queues[i]);
+        if (err)
+            return err;
+    }
+    return b->ops->wait(b, queues, nqueues, timeout_ms);
+}
+
+int broker_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
+                     lease_status_t *status)
+{
+    if (lease_ms <= 0 || lease_ms > LEASE_MAX_MS)
+        return broker__error(b, HP_EINVAL, "lease: must be 1 ms to 24 h, got %lld ms",
+                             (long long)lease_ms);
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    for (size_t i = 0; i < n; i++) {
+        int err = parse_id(b, leases[i].id, ulid, queue);
+        if (err)
+            return err;
+        if (!leases[i].token || !leases[i].token[0])
+            return broker__error(b, HP_EINVAL, "heartbeat: job %s has no lease token",
+                                 leases[i].id);
+    }
+    return n ? b->ops->heartbeat(b, leases, n, lease_ms, status) : 0;
+}
+
+int broker_ack(broker_t *b, const char *id, const char *token, const char *result,
+               size_t result_len)
+{
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    int err = parse_id(b, id, ulid, queue);
+    if (err)
+        return err;
+    if (!token || !token[0])
+        return broker__error(b, HP_EINVAL, "ack: a lease token is required");
+    if (result) {
+        result_len = result_len ? result_len : strlen(result);
+        err = broker__check_json("result", result, result_len, b->max_payload, b->errmsg,
+                                 sizeof(b->errmsg));
+        if (err)
+            return err;
+    }
+    return b->ops->ack(b, ulid, queue, token, result, result ? result_len : 0);
+}
+
+int broker_fail(broker_t *b, const char *id, const char *token, const char *message,
+                bool permanent, job_state_t *new_state, int64_t *retry_at_ms)
+{
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    int err = parse_id(b, id, ulid, queue);
+    if (err)
+        return err;
+    if (!token || !token[0])
+        return broker__error(b, HP_EINVAL, "fail: a lease token is required");
+    char cut[JOB_ERROR_MAX + 1];
+    snprintf(cut, sizeof(cut), "%s", message && message[0] ? message : "failed (no message)");
+    job_state_t state;
+    int64_t retry_at = 0;
+    err = b->ops->fail(b, ulid, queue, token, cut, permanent, &state, &retry_at);
+    if (!err && new_state)
+        *new_state = state;
+    if (!err && retry_at_ms)
+        *retry_at_ms = retry_at;
+    return err;
+}
+
+/* ---- Operating ---- */
+
+#define WITH_ID(call)                                                                              \
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];                                     \
+    int err = parse_id(b, id, ulid, queue);                                                        \
+    return err ? err : (call)
+
+int broker_get(broker_t *b, const char *id, job_t **out)
+{
+    *out = NULL;
+    WITH_ID(b->ops->get(b, ulid, queue, out));
+}
+
+int broker_cancel(broker_t *b, const char *id, job_state_t *state_after)
+{
+    job_state_t ignored;
+    WITH_ID(b->ops->cancel(b, ulid, queue, state_after ? state_after : &ignored));
+}
+
+int broker_retry(broker_t *b, const char *id)
+{
+    WITH_ID(b->ops->retry(b, ulid, queue));
+}
+
+int broker_delete(broker_t *b, const char *id)
+{
+    WITH_ID(b->ops->delete(b, ulid, queue));
+}
+
+int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor,
+                size_t limit, job_list_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int err = check_queue(b, queue);
+    if (err)
+        return err;
+    if ((unsigned)state >= JOB_STATE_COUNT)
+        return broker__error(b, HP_EINVAL, "state: unknown");
+    if (limit == 0 || limit > LIST_LIMIT_MAX)
+        return broker__error(b, HP_EINVAL, "limit: must be 1-%d, got %zu", LIST_LIMIT_MAX,
+                             limit);
+    if (cursor && strlen(cursor) > 64)
+        return broker__error(b, HP_EINVAL, "cursor: not one this server gave out");
+    return b->ops->list(b, queue, state, cursor ? cursor : "", limit, out);
+}
+
+/* ---- Queues ---- */
+
+int broker_queue_configure(broker_t *b, const char *queue, const queue_conf_t *conf)
+{
+    int err = check_queue(b, queue);
+    if (err)
+        return err;
+    if (conf->max_length < -1)
+        return broker__error(b, HP_EINVAL, "max_length: must be -1 (unlimited) or positive");
+    for (int s = 0; s < JOB_STATE_COUNT; s++) {
+        if (conf->keep_count[s] < 0 || conf->keep_age_ms[s] < 0)
+            return broker__error(b, HP_EINVAL, "retention for %s: must not be negative",
+                                 job_state_name((job_state_t)s));
+    }
+    return b->ops->queue_configure(b, queue, conf);
+}
+
+int broker_queue_pause(broker_t *b, const char *queue, bool paused)
+{
+    int err = check_queue(b, queue);
+    return err ? err : b->ops->queue_pause(b, queue, paused);
+}
+
+int broker_queue_stats(broker_t *b, const char *queue, queue_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int err = check_queue(b, queue);
+    return err ? err : b->ops->queue_stats(b, queue, out);
+}
+
+int broker_queues(broker_t *b, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    return b->ops->queues(b, names, n);
+}
+
+void broker_queues_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hp_free(names[i]);
+    hp_free(names);
+}
+
+int broker_maintain(broker_t *b, const char *queue, int64_t *next_due_ms)
+{
+    int64_t ignored;
+    int err = check_queue(b, queue);
+    return err ? err : b->ops->maintain(b, queue, next_due_ms ? next_due_ms : &ignored);
+}

@@ -1,0 +1,314 @@
+/*
+ * broker/ -- the job lifecycle, and the only door to job state.
+ *
+ * A producer submits a job_spec_t; the broker stores it as a job in one queue and
+ * moves it through these states, each move one atomic step in the backend (one
+ * Lua script on Redis):
+ *
+ *   enqueue ──► scheduled ──(run_at due)──► waiting ◄──────────────┐
+ *      └────────────────────────────────────► │                    │
+ *                                   reserve   ▼ (lease: deadline + token)
+ *                                          active ──ack──► succeeded
+ *                                             │ fail / lease expired
+ *                          attempts left ─────┤──────────► failed ──(backoff due)──┘
+ *                     none left or permanent ─┴──────────► dead
+ *   cancel: waiting/scheduled/failed ──► canceled; active: flagged, the worker is
+ *   told on its next heartbeat. retry by hand: dead/failed/canceled ──► waiting.
+ *
+ * A broker_t is one connection: use one per thread (like a SQLite connection
+ * handle without the mutex). Every call returns 0 or a negative HP_E* code, and
+ * broker_errmsg() then says what was wrong in words, naming the field or limit.
+ */
+#ifndef HP_BROKER_H
+#define HP_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ---- Job model ---- */
+
+/* State, its name, and whether it is final. Declared once (libuv's UV_ERRNO_MAP). */
+#define JOB_STATE_MAP(XX)                                                                          \
+    XX(SCHEDULED, "scheduled", false)                                                              \
+    XX(WAITING, "waiting", false)                                                                  \
+    XX(ACTIVE, "active", false)                                                                    \
+    XX(FAILED, "failed", false)                                                                    \
+    XX(SUCCEEDED, "succeeded", true)                                                               \
+    XX(DEAD, "dead", true)                                                                         \
+    XX(CANCELED, "canceled", true)
+
+typedef enum {
+#define XX(name, str, final) JOB_STATE_##name,
+    JOB_STATE_MAP(XX)
+#undef XX
+        JOB_STATE_COUNT
+} job_state_t;
+
+const char *job_state_name(job_state_t state);
+/* Returns the state for a name, or -1. */
+int job_state_parse(const char *name);
+
+typedef enum { BACKOFF_EXPONENTIAL, BACKOFF_FIXED, BACKOFF_LINEAR } backoff_kind_t;
+
+/* Delay before attempt n+1 after attempt n failed:
+ *   exponential: base * 2^(n-1), then "equal jitter" (a random point in the upper half),
+ *   fixed:       base,
+ *   linear:      base * n,
+ * never more than cap. */
+typedef struct backoff_s {
+    backoff_kind_t kind;
+    int64_t base_ms;
+    int64_t cap_ms;
+} backoff_t;
+
+/* Limits and defaults a producer meets. */
+#define JOB_QUEUE_NAME_MAX 64          /* [A-Za-z0-9._-]; braces would break the hash tag */
+#define JOB_TYPE_NAME_MAX 128          /* printable ASCII, no spaces */
+#define JOB_PAYLOAD_DEFAULT_MAX (1 << 20)
+#define JOB_PRIORITY_MIN (-1000)       /* higher runs first */
+#define JOB_PRIORITY_MAX 1000
+#define JOB_ATTEMPTS_DEFAULT 25
+#define JOB_ATTEMPTS_MAX 1000
+#define JOB_DELAY_MAX_MS (366LL * 86400 * 1000) /* a year and a day */
+#define JOB_TIMEOUT_MAX_MS (7LL * 86400 * 1000)
+#define JOB_UNIQUE_KEY_MAX 256
+#define JOB_UNIQUE_TTL_DEFAULT_MS (24LL * 3600 * 1000)
+#define JOB_TAGS_MAX 16
+#define JOB_TAG_MAX 64
+#define JOB_ERROR_MAX 2048             /* longer failure messages are cut */
+#define JOB_BATCH_MAX 1000
+#define BACKOFF_BASE_DEFAULT_MS 1000
+#define BACKOFF_CAP_DEFAULT_MS (3600LL * 1000)
+
+/* A job id is "<ULID>-<queue>": the ULID orders ids by creation time, and the queue
+ * part lets the broker find the job from its id alone, with no index, on the one
+ * Redis Cluster slot that holds its queue. */
+#define JOB_ID_MAX (HP_ULID_LEN + 1 + JOB_QUEUE_NAME_MAX + 1)
+
+/*
+ * What a producer submits. All pointers are borrowed for the duration of the call.
+ * Zero means "default" for every number, so `job_spec_t s = {.queue=…, .type=…}`
+ * is a complete job.
+ */
+typedef struct job_spec_s {
+    const char *queue;
+    const char *type;
+    const char *payload; /* JSON text, any JSON value; NULL means null */
+    size_t payload_len;  /* 0 means strlen(payload) */
+    int priority;
+    int64_t delay_ms;   /* run this much later; or */
+    int64_t run_at_ms;  /* run at this Unix ms (not both) */
+    int max_attempts;   /* 0: JOB_ATTEMPTS_DEFAULT */
+    backoff_t backoff;  /* base/cap 0: defaults */
+    int64_t timeout_ms; /* how long one attempt may run; 0: the worker's default */
+    int64_t expires_at_ms; /* discard (dead, "expired") if not started by then; 0: never */
+    const char *unique_key; /* a second job with this key within the TTL enqueues nothing */
+    int64_t unique_ttl_ms;  /* 0: JOB_UNIQUE_TTL_DEFAULT_MS */
+    const char *const *tags;
+    size_t ntags;
+} job_spec_t;
+
+typedef struct job_error_s {
+    int64_t at_ms;
+    int attempt;
+    char *message;
+} job_error_t;
+
+/*
+ * A job as stored. Returned by broker_get/broker_reserve/broker_list, owned by the
+ * caller, freed with job_free(). Times are Unix ms, 0 when not (yet) set.
+ * created_ms comes from the id's ULID. A reserved job carries its lease token;
+ * ack, fail and heartbeat must present it.
+ */
+typedef struct job_s {
+    char id[JOB_ID_MAX];
+    char *queue;
+    char *type;
+    char *payload; /* JSON text */
+    size_t payload_len;
+    job_state_t state;
+    int priority;
+    int attempts; /* attempts started so far */
+    int max_attempts;
+    backoff_t backoff;
+    int64_t timeout_ms;
+    int64_t expires_at_ms;
+    int64_t created_ms;
+    int64_t run_at_ms;      /* scheduled/failed: when it becomes waiting */
+    int64_t started_ms;     /* last reservation */
+    int64_t finished_ms;    /* succeeded/dead/canceled */
+    int64_t lease_deadline_ms; /* active: lease ends unless extended */
+    char *lease_token;      /* active only */
+    char *worker;           /* active: who holds it */
+    bool cancel_requested;  /* active job asked to stop */
+    char *unique_key;
+    char **tags;
+    size_t ntags;
+    job_error_t *errors; /* every failure, oldest first */
+    size_t nerrors;
+    char *result; /* JSON text given at ack, or NULL */
+} job_t;
+
+void job_free(job_t *job);
+/* The job as a JSON object (text), for the CLI and the API. hp_free() the result. */
+char *job_to_json(const job_t *job, int indent);
+
+/* Splits "<ULID>-<queue>"; false when `id` is not a well-formed job id. */
+bool job_id_parse(const char *id, char ulid[HP_ULID_LEN + 1], char queue[JOB_QUEUE_NAME_MAX + 1]);
+
+/* The delay before the next attempt after `attempt` failed; `rand01` in [0,1). */
+int64_t backoff_delay_ms(const backoff_t *b, int attempt, double rand01);
+
+/* ---- Opening ---- */
+
+typedef struct broker_s broker_t;
+
+typedef struct broker_config_s {
+    const char *url;        /* redis://[:password@]host[:port][/db] or unix:///path.sock[?db=N] */
+    int connect_timeout_ms; /* 0: 2000 */
+    int command_timeout_ms; /* 0: 5000 */
+    size_t max_payload;     /* 0: JOB_PAYLOAD_DEFAULT_MAX */
+    bool strict;            /* refuse a Redis whose maxmemory-policy could evict jobs */
+} broker_config_t;
+
+/*
+ * Connects and checks the server. On failure returns an HP_E* code, *out is NULL
+ * and *errmsg (if given) is a message the caller frees with hp_free. A broker whose
+ * server goes away later stays usable: calls fail fast with HP_EUNAVAIL and it
+ * reconnects by itself when the server is back.
+ */
+int broker_open(const broker_config_t *cfg, broker_t **out, char **errmsg);
+void broker_close(broker_t *b);
+/* The message for the last failed call on `b`; valid until the next call. */
+const char *broker_errmsg(const broker_t *b);
+/* 0 when the backend answers. */
+int broker_ping(broker_t *b);
+
+/* ---- Producing ---- */
+
+typedef struct enqueue_result_s {
+    int err;             /* 0, or why this job was not enqueued */
+    bool duplicate;      /* unique key seen: id is the first job's id */
+    job_state_t state;   /* waiting or scheduled */
+    char id[JOB_ID_MAX];
+    char errmsg[256];
+} enqueue_result_t;
+
+/*
+ * Enqueues n (<= JOB_BATCH_MAX) jobs in one round trip, atomically per queue.
+ * Each job gets its own result; an invalid job is refused alone, and a queue past
+ * its max length refuses all of that call's jobs for it. Returns 0 when every
+ * job was enqueued (or found duplicate), else the first error.
+ */
+int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_result_t *results);
+
+/* ---- Working ---- */
+
+typedef struct job_list_s {
+    job_t **jobs;
+    size_t n;
+    int64_t next_due_ms; /* reserve: when a scheduled job or a lease comes due, or 0 */
+    char *next_cursor;   /* list: NULL at the end */
+} job_list_t;
+
+void job_list_cleanup(job_list_t *list);
+
+/*
+ * Leases up to `max` waiting jobs of `queue` to `worker` for lease_ms, highest
+ * priority first, FIFO within a priority. Due scheduled jobs are promoted and
+ * expired leases recovered first, in the same atomic step. A paused queue hands
+ * out nothing. Jobs past their expires_at go dead ("expired") instead.
+ */
+int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
+                   const char *worker, job_list_t *out);
+
+/* Blocks until a job may be waiting on one of `queues` or timeout_ms passes,
+ * without polling. Returns 1 when woken, 0 on timeout, or an error. */
+int broker_wait(broker_t *b, const char *const *queues, size_t nqueues, int64_t timeout_ms);
+
+typedef struct lease_ref_s {
+    const char *id;
+    const char *token;
+} lease_ref_t;
+
+typedef enum {
+    LEASE_HELD = 0,     /* extended */
+    LEASE_CANCELED = 1, /* extended, but cancel was asked: stop and fail the job */
+    LEASE_LOST = 2,     /* no longer ours: stop, the job went back or away */
+} lease_status_t;
+
+int broker_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
+                     lease_status_t *status);
+
+/* Finishes an active job. `result` is JSON text or NULL. HP_ELEASE when the lease
+ * was lost; the job is then left as it is. */
+int broker_ack(broker_t *b, const char *id, const char *token, const char *result,
+               size_t result_len);
+
+/* Records a failed attempt. Retryable with attempts left: failed, due again after
+ * the backoff (*retry_at_ms); else dead. A job whose cancel was asked ends
+ * canceled. `new_state` and `retry_at_ms` may be NULL. */
+int broker_fail(broker_t *b, const char *id, const char *token, const char *message,
+                bool permanent, job_state_t *new_state, int64_t *retry_at_ms);
+
+/* ---- Operating ---- */
+
+int broker_get(broker_t *b, const char *id, job_t **out);
+/* Waiting/scheduled/failed: canceled at once. Active: flagged, the worker is told
+ * on its next heartbeat; *state_after is then ACTIVE. Finished: HP_ESTATE. */
+int broker_cancel(broker_t *b, const char *id, job_state_t *state_after);
+/* Dead, failed or canceled back to waiting, with a fresh set of attempts. */
+int broker_retry(broker_t *b, const char *id);
+/* Removes a job that is not active. */
+int broker_delete(broker_t *b, const char *id);
+
+/* Lists one state of a queue, `limit` jobs from `cursor` (NULL: the start).
+ * Order: waiting in reserve order; scheduled/failed by due time; active by lease
+ * deadline; finished newest first. Cursors stay valid under concurrent inserts. */
+int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor,
+                size_t limit, job_list_t *out);
+
+/* ---- Queues ---- */
+
+/* Retention of finished jobs, per queue; trimmed as jobs finish and on
+ * maintenance. A count or age of 0 here means "default". */
+#define QUEUE_KEEP_SUCCEEDED_DEFAULT 1000
+#define QUEUE_KEEP_SUCCEEDED_AGE_DEFAULT_MS (24LL * 3600 * 1000)
+#define QUEUE_KEEP_DEAD_DEFAULT 10000
+#define QUEUE_KEEP_DEAD_AGE_DEFAULT_MS (7LL * 86400 * 1000)
+#define QUEUE_KEEP_CANCELED_DEFAULT 1000
+#define QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS (24LL * 3600 * 1000)
+
+typedef struct queue_conf_s {
+    int64_t max_length; /* waiting+scheduled+failed+active; -1 unlimited, 0 unchanged */
+    int64_t keep_count[JOB_STATE_COUNT];  /* for SUCCEEDED, DEAD, CANCELED; 0 unchanged */
+    int64_t keep_age_ms[JOB_STATE_COUNT]; /* likewise */
+} queue_conf_t;
+
+typedef struct queue_stats_s {
+    int64_t counts[JOB_STATE_COUNT];
+    int64_t enqueued_total;
+    int64_t succeeded_total;
+    int64_t failed_total; /* failed attempts, including those retried */
+    int64_t dead_total;
+    bool paused;
+    int64_t max_length; /* -1: unlimited */
+} queue_stats_t;
+
+int broker_queue_configure(broker_t *b, const char *queue, const queue_conf_t *conf);
+int broker_queue_pause(broker_t *b, const char *queue, bool paused);
+int broker_queue_stats(broker_t *b, const char *queue, queue_stats_t *out);
+/* Every queue ever enqueued to, sorted. Free with broker_queues_free. */
+int broker_queues(broker_t *b, char ***names, size_t *n);
+void broker_queues_free(char **names, size_t n);
+
+/* Promotes due jobs, recovers expired leases and trims finished jobs by age, for
+ * one queue. *next_due_ms (may be NULL) is when something next comes due, or 0.
+ * Reserve does the first two by itself; servers call this on a timer so queues
+ * without workers still move. */
+int broker_maintain(broker_t *b, const char *queue, int64_t *next_due_ms);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * broker/internal.h -- what broker/'s own files share: the backend vtable, the
+ * handle's base struct, and the job record codec. Nothing outside broker/
+ * includes this.
+ */
+#ifndef HP_BROKER_INTERNAL_H
+#define HP_BROKER_INTERNAL_H
+
+#include "broker/broker.h"
+
+/* A job checked and encoded for storage, ready for a backend to write. */
+typedef struct broker__prepared_s {
+    const char *queue; /* borrowed from the spec */
+    char ulid[HP_ULID_LEN + 1];
+    int priority;
+    int64_t delay_ms;
+    int64_t run_at_ms;
+    const char *unique_key; /* "" when none */
+    int64_t unique_ttl_ms;
+    char *body; /* meta members after the state, "}\n", payload; owned */
+    size_t body_len;
+    size_t index; /* position in the caller's batch */
+} broker__prepared_t;
+
+/*
+ * A backend: a const table of operations (curl's Curl_protocol, Redis's engine).
+ * broker.c validates every argument, parses ids and makes lease tokens before it
+ * calls in, so a backend sees only well-formed input. A backend's handle embeds
+ * broker_t as its first member `super`.
+ */
+typedef struct broker_ops_s {
+    const char *name;
+    void (*close)(broker_t *b);
+    int (*ping)(broker_t *b);
+    int (*enqueue)(broker_t *b, broker__prepared_t *jobs, size_t n, enqueue_result_t *results);
+    int (*reserve)(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
+                   const char *token, const char *worker, job_list_t *out);
+    int (*wait)(broker_t *b, const char *const *queues, size_t n, int64_t timeout_ms);
+    int (*heartbeat)(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
+                     lease_status_t *status);
+    int (*ack)(broker_t *b, const char *ulid, const char *queue, const char *token,
+               const char *result, size_t result_len);
+    int (*fail)(broker_t *b, const char *ulid, const char *queue, const char *token,
+                const char *message, bool permanent, job_state_t *state, int64_t *retry_at);
+    int (*get)(broker_t *b, const char *ulid, const char *queue, job_t **out);
+    int (*cancel)(broker_t *b, const char *ulid, const char *queue, job_state_t *state);
+    int (*retry)(broker_t *b, const char *ulid, const char *queue);
+    int (*delete)(broker_t *b, const char *ulid, const char *queue);
+    int (*list)(broker_t *b, const char *queue, job_state_t state, const char *cursor,
+                size_t limit, job_list_t *out);
+    int (*queue_configure)(broker_t *b, const char *queue, const queue_conf_t *conf);
+    int (*queue_pause)(broker_t *b, const char *queue, bool paused);
+    int (*queue_stats)(broker_t *b, const char *queue, queue_stats_t *out);
+    int (*queues)(broker_t *b, char ***names, size_t *n);
+    int (*maintain)(broker_t *b, const char *queue, int64_t *next_due_ms);
+} broker_ops_t;
+
+struct broker_s {
+    const broker_ops_t *ops;
+    size_t max_payload;
+    char errmsg[256];
+};
+
+/* Sets b->errmsg and returns err, so `return broker__error(b, HP_EINVAL, ...)`. */
+int broker__error(broker_t *b, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- Job model (job.c) ---- */
+
+bool broker__queue_name_valid(const char *name);
+/* Checks a spec against the limits in broker.h; on failure writes a message that
+ * names the field into errbuf and returns HP_EINVAL or HP_ETOOBIG. */
+int broker__validate_spec(const job_spec_t *spec, size_t max_payload, char *errbuf,
+                          size_t errlen);
+/* Checks that text is JSON of at most max bytes; the message starts with `what`. */
+int broker__check_json(const char *what, const char *text, size_t len, size_t max,
+                       char *errbuf, size_t errlen);
+/* Fills `out` from a valid spec; out->body is hp_malloc'd (broker__prepared_cleanup). */
+void broker__prepare(const job_spec_t *spec, broker__prepared_t *out);
+void broker__prepared_cleanup(broker__prepared_t *p);
+/* Decodes a stored record into a job the caller owns (job_free). HP_EPROTO when
+ * the record is not one Hopper wrote. */
+int broker__job_decode(const char *ulid, const char *queue, const char *rec, size_t len,
+                       job_t **out);
+
+/* ---- Backends ---- */
+int broker__redis_open(const broker_config_t *cfg, broker_t **out, char **errmsg);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * broker/redis/internal.h -- shared by the Redis backend's files: the connection
+ * (conn.c), the script table (scripts.c) and the operations (ops.c).
+ *
+ * Key layout, version 1 (docs/architecture.md explains each):
+ *   hopper:schema                 layout version ("1"); a newer one is refused
+ *   hopper:queues                 set of queue names (a directory, not job state)
+ *   hopper:{q}:jobs               hash ulid -> record "<meta JSON>\n<payload>"
+ *   hopper:{q}:res                hash ulid -> result JSON
+ *   hopper:{q}:w:<prio>           list of waiting ulids, FIFO, one per priority
+ *   hopper:{q}:prios, :wpop       zset of priorities in use; hash prio -> pops so far
+ *   hopper:{q}:sched, :retry      zset ulid -> due ms (scheduled; failed awaiting retry)
+ *   hopper:{q}:active, :lease     zset ulid -> lease deadline; hash ulid -> token
+ *   hopper:{q}:succeeded, :dead, :canceled   zset ulid -> finished ms
+ *   hopper:{q}:counts, :conf      hash of counts per state and totals; queue config
+ *   hopper:{q}:u:<key>            unique key -> first job id, with a TTL
+ *   hopper:{q}:notify             list holding at most one wake-up token
+ * Upgrades: none yet. A change to this layout bumps REDIS_SCHEMA_VERSION and adds
+ * its upgrade step here.
+ */
+#ifndef HP_BROKER_REDIS_INTERNAL_H
+#define HP_BROKER_REDIS_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+
+#include "broker/internal.h"
+
+#define REDIS_SCHEMA_VERSION "1"
+
+/* ---- Scripts (scripts.c) ---- */
+
+#define REDIS_SCRIPT_MAP(XX)                                                                       \
+    XX(ENQUEUE, enqueue)                                                                           \
+    XX(RESERVE, reserve)                                                                           \
+    XX(ACK, ack)                                                                                   \
+    XX(FAIL, fail)                                                                                 \
+    XX(HEARTBEAT, heartbeat)                                                                       \
+    XX(CANCEL, cancel)                                                                             \
+    XX(RETRY, retry)                                                                               \
+    XX(DELETE, delete)                                                                             \
+    XX(GET, get)                                                                                   \
+    XX(LIST, list)                                                                                 \
+    XX(MAINTAIN, maintain)                                                                         \
+    XX(PAUSE, pause)                                                                               \
+    XX(STATS, stats)
+
+typedef enum {
+#define XX(id, file) SCRIPT_##id,
+    REDIS_SCRIPT_MAP(XX)
+#undef XX
+        SCRIPT_COUNT
+} redis_script_id_t;
+
+typedef struct redis_script_s {
+    const char *name;
+    char *text; /* defaults + prelude + body */
+    size_t len;
+    char sha[41];
+} redis_script_t;
+
+/* The script, assembled and hashed on first use (thread-safe). */
+const redis_script_t *broker__redis_script(redis_script_id_t id);
+
+/* ---- Connection (conn.c) ---- */
+
+typedef struct rconn_s {
+    char *host;
+    int port;
+    char *path; /* unix socket, or NULL */
+    char *password;
+    int db;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    redisContext *ctx;    /* NULL while disconnected */
+    int64_t next_try_ms;  /* monotonic: no reconnect attempt before this */
+    char where[160];      /* "127.0.0.1:6379" or the socket path, for messages */
+} rconn_t;
+
+/* Parses a URL into c; on failure writes errbuf and returns HP_EINVAL. */
+int broker__rconn_init(rconn_t *c, const char *url, char *errbuf, size_t errlen);
+void broker__rconn_cleanup(rconn_t *c);
+
+/* One command in a pipeline: argv with lengths (lens NULL: strlen). */
+typedef struct rcmd_s {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} rcmd_t;
+
+/*
+ * Sends n commands in one round trip and reads n replies into `replies` (freed by
+ * the caller with freeReplyObject). Connects first when needed. On a connection
+ * failure every reply is NULL, the connection is dropped (the next call
+ * reconnects) and HP_EUNAVAIL is returned with b->errmsg set.
+ */
+int broker__rconn_pipeline(rconn_t *c, broker_t *b, const rcmd_t *cmds, size_t n,
+                           redisReply **replies);
+int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc,
+                          const char **argv, const size_t *lens);
+
+/* A script call: EVALSHA sha 1 hopper:{queue}: args... */
+typedef struct reval_s {
+    const char *queue;
+    int nargs;
+    const char **args;
+    const size_t *lens; /* NULL: strlen */
+} reval_t;
+
+/*
+ * Runs n script calls (one script) in one round trip; a NOSCRIPT answer (Redis
+ * restarted or flushed its cache) loads the script and runs those calls again.
+ * Error replies stay in `replies` for the caller to map with broker__redis_reply_err.
+ */
+int broker__redis_eval(rconn_t *c, broker_t *b, redis_script_id_t script, const reval_t *calls,
+                       size_t n, redisReply **replies);
+/* Maps a script's error reply ("ENOTFOUND job ... not found") to a code and
+ * b->errmsg; 0 when `r` is not an error. */
+int broker__redis_reply_err(broker_t *b, const redisReply *r);
+
+/* Blocks in BLPOP on the notify keys; 1 woken, 0 timed out. */
+int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t n,
+                        int64_t timeout_ms);
+
+#endif

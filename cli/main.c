@@ -1,0 +1,210 @@
+/* `hopper`: the verb table, dispatch, and what every verb shares. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* ---- The verbs ---- */
+
+static const cli_verb_t verbs[] = {
+    {"run", "", "run Hopper in one process (broker maintenance for now)",
+     "  --interval DUR   how often to promote due jobs and recover leases (default 1s)\n",
+     cli_run_options, cli_run},
+    {"enqueue", "", "submit a job; prints its id",
+     "  --queue Q        queue name (required)\n"
+     "  --type T         job type, which picks the handler (required)\n"
+     "  --payload JSON   the job's payload, any JSON (default null); @FILE reads a file\n"
+     "  --delay DUR      run later: 500ms, 10s, 5m, 2h, 1d\n"
+     "  --run-at TIME    run at an RFC 3339 time (not with --delay)\n"
+     "  --priority N     -1000..1000, higher first (default 0)\n"
+     "  --max-attempts N 1..1000 (default 25)\n"
+     "  --backoff KIND   exponential (default), fixed or linear\n"
+     "  --backoff-base DUR, --backoff-cap DUR   (defaults 1s and 1h)\n"
+     "  --timeout DUR    how long one attempt may run\n"
+     "  --expires-in DUR discard the job if not started within DUR\n"
+     "  --unique-key K   a second job with this key enqueues nothing and prints the first id\n"
+     "  --unique-ttl DUR how long the key holds (default 24h)\n"
+     "  --tag T          a tag (repeatable, up to 16)\n",
+     cli_enqueue_options, cli_enqueue},
+    {"job", "ID", "print a job as JSON", "", cli_job_options, cli_job},
+    {"jobs", "", "list a queue's jobs in one state",
+     "  --queue Q        queue name (required)\n"
+     "  --state S        scheduled, waiting, active, failed, succeeded, dead, canceled\n"
+     "                   (default waiting)\n"
+     "  --limit N        1..1000 (default 20)\n"
+     "  --cursor C       continue from a cursor a previous page printed\n"
+     "  --json           one JSON object per line\n",
+     cli_jobs_options, cli_jobs},
+    {"retry", "ID", "put a dead, failed or canceled job back to waiting", "", cli_plain_options,
+     cli_job_action},
+    {"cancel", "ID", "cancel a job (a running job is told on its next heartbeat)", "",
+     cli_plain_options, cli_job_action},
+    {"delete", "ID", "delete a job that is not running", "", cli_plain_options, cli_job_action},
+    {"stats", "[QUEUE]", "counts per state for every queue, or one",
+     "  --json           as JSON\n", cli_stats_options, cli_stats},
+    {"queues", "", "list known queues", "", cli_plain_options, cli_queues},
+    {"pause", "QUEUE", "stop handing out a queue's jobs", "", cli_plain_options, cli_pause},
+    {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
+};
+#define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+static void print_main_help(FILE *out)
+{
+    fprintf(out, "hopper %s: a job queue and scheduler\n\n"
+                 "usage: hopper VERB [options]\n       hopper VERB --help\n\nverbs:\n",
+            HOPPER_VERSION_STRING);
+    for (size_t i = 0; i < NVERBS; i++)
+        fprintf(out, "  %-9s %-8s %s\n", verbs[i].name, verbs[i].args, verbs[i].summary);
+    fprintf(out, "\nexit status:\n");
+#define XX(name, code, msg) fprintf(out, "  %d  %s\n", code, msg);
+    CLI_EXIT_MAP(XX)
+#undef XX
+}
+
+void cli_print_help(const cli_verb_t *verb)
+{
+    printf("usage: hopper %s%s%s [options]\n\n%s.\n\noptions:\n%s%s", verb->name,
+           verb->args[0] ? " " : "", verb->args, verb->summary, verb->help, CLI_COMMON_HELP);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_help(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("hopper %s\n", HOPPER_VERSION_STRING);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        if (argc > 2 && strcmp(name, "help") == 0) {
+            for (size_t i = 0; i < NVERBS; i++)
+                if (strcmp(verbs[i].name, argv[2]) == 0) {
+                    cli_print_help(&verbs[i]);
+                    return CLI_EXIT_OK;
+                }
+        }
+        print_main_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < NVERBS; i++) {
+        if (strcmp(verbs[i].name, name) == 0)
+            return verbs[i].run(&verbs[i], argc - 1, argv + 1);
+    }
+    fprintf(stderr, "hopper: unknown verb \"%s\"; try hopper --help\n", name);
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- Shared helpers ---- */
+
+int cli_exit_for(int err)
+{
+    switch (err) {
+    case 0:
+        return CLI_EXIT_OK;
+    case HP_EINVAL:
+    case HP_ETOOBIG:
+        return CLI_EXIT_USAGE;
+    case HP_ENOTFOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case HP_ESTATE:
+    case HP_ELEASE:
+        return CLI_EXIT_STATE;
+    case HP_EFULL:
+        return CLI_EXIT_FULL;
+    case HP_EUNAVAIL:
+        return CLI_EXIT_UNAVAILABLE;
+    case HP_EUNSAFE:
+        return CLI_EXIT_UNSAFE;
+    default:
+        return CLI_EXIT_FAILURE;
+    }
+}
+
+int cli_fail(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hopper: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return cli_exit_for(err);
+}
+
+int cli_usage(const cli_verb_t *verb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "hopper %s: ", verb->name);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "; see hopper %s --help\n", verb->name);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_common_option(const cli_verb_t *verb, int opt, const char *arg, cli_common_t *common)
+{
+    switch (opt) {
+    case 'R':
+        common->redis_url = arg;
+        return 0;
+    case 'S':
+        common->strict = true;
+        return 0;
+    case 'J':
+        common->json = true;
+        return 0;
+    case 'h':
+        cli_print_help(verb);
+        exit(CLI_EXIT_OK);
+    case '?':
+        exit(cli_usage(verb, "bad option"));
+    default:
+        return -1;
+    }
+}
+
+int cli_open_broker(const cli_common_t *common, broker_t **out)
+{
+    const char *url = common->redis_url ? common->redis_url : getenv("HOPPER_REDIS_URL");
+    broker_config_t cfg = {.url = url && url[0] ? url : NULL, .strict = common->strict};
+    char *msg = NULL;
+    int err = broker_open(&cfg, out, &msg);
+    if (err) {
+        int code = cli_fail(err, "%s", msg ? msg : hp_strerror(err));
+        hp_free(msg);
+        return code;
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_broker_fail(broker_t *b, int err)
+{
+    return cli_fail(err, "%s", broker_errmsg(b)[0] ? broker_errmsg(b) : hp_strerror(err));
+}
+
+int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, long min, long max,
+                  long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return cli_usage(verb, "--%s: expected an integer from %ld to %ld, got \"%s\"", name, min,
+                         max, text);
+    *out = v;
+    return 0;
+}
+
+int cli_parse_duration(const cli_verb_t *verb, const char *name, const char *text, int64_t *out)
+{
+    if (hp_parse_duration_ms(text, out))
+        return cli_usage(verb, "--%s: expected a duration like 500ms, 10s, 5m, 2h or 1d, got \"%s\"",
+                         name, text);
+    return 0;
+}

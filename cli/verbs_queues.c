@@ -1,0 +1,126 @@
+/* Queue verbs: stats, queues, pause, resume. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const struct option cli_stats_options[] = {CLI_COMMON_OPTIONS, {0}};
+
+static int plain_args(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common,
+                      int min, int max)
+{
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
+        if (cli_common_option(verb, opt, optarg, common) != 0)
+            return cli_usage(verb, "bad option");
+    }
+    int n = argc - optind;
+    if (n < min || n > max)
+        return cli_usage(verb, max ? "expected %s" : "expected no arguments%.0s", verb->args);
+    return 0;
+}
+
+static void print_stats(const char *queue, const queue_stats_t *s, bool json, bool first)
+{
+    if (json) {
+        printf("%s{\"queue\":\"%s\",\"paused\":%s", first ? "" : ",", queue,
+               s->paused ? "true" : "false");
+        for (int i = 0; i < JOB_STATE_COUNT; i++)
+            printf(",\"%s\":%lld", job_state_name((job_state_t)i), (long long)s->counts[i]);
+        printf(",\"enqueued_total\":%lld,\"succeeded_total\":%lld,\"failed_total\":%lld,"
+               "\"dead_total\":%lld,\"max_length\":%lld}",
+               (long long)s->enqueued_total, (long long)s->succeeded_total,
+               (long long)s->failed_total, (long long)s->dead_total, (long long)s->max_length);
+        return;
+    }
+    printf("%-24s", queue);
+    for (int i = 0; i < JOB_STATE_COUNT; i++)
+        printf(" %10lld", (long long)s->counts[i]);
+    printf("%s\n", s->paused ? "  (paused)" : "");
+}
+
+int cli_stats(const cli_verb_t *verb, int argc, char **argv)
+{
+    cli_common_t common = {0};
+    broker_t *b = NULL;
+    int rc = plain_args(verb, argc, argv, &common, 0, 1);
+    if (!rc)
+        rc = cli_open_broker(&common, &b);
+    if (rc) {
+        broker_close(b);
+        return rc;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    const char *one = optind < argc ? argv[optind] : NULL;
+    int err = one ? 0 : broker_queues(b, &names, &n);
+    if (err) {
+        rc = cli_broker_fail(b, err);
+        broker_close(b);
+        return rc;
+    }
+    if (common.json)
+        printf("[");
+    else {
+        printf("%-24s", "QUEUE");
+        for (int i = 0; i < JOB_STATE_COUNT; i++)
+            printf(" %10s", job_state_name((job_state_t)i));
+        printf("\n");
+    }
+    for (size_t i = 0; i < (one ? 1 : n) && !rc; i++) {
+        const char *q = one ? one : names[i];
+        queue_stats_t s;
+        err = broker_queue_stats(b, q, &s);
+        if (err)
+            rc = cli_broker_fail(b, err);
+        else
+            print_stats(q, &s, common.json, i == 0);
+    }
+    if (common.json)
+        printf("]\n");
+    broker_queues_free(names, n);
+    broker_close(b);
+    return rc;
+}
+
+int cli_queues(const cli_verb_t *verb, int argc, char **argv)
+{
+    cli_common_t common = {0};
+    broker_t *b = NULL;
+    int rc = plain_args(verb, argc, argv, &common, 0, 0);
+    if (!rc)
+        rc = cli_open_broker(&common, &b);
+    if (!rc) {
+        char **names;
+        size_t n;
+        int err = broker_queues(b, &names, &n);
+        if (err)
+            rc = cli_broker_fail(b, err);
+        for (size_t i = 0; !err && i < n; i++)
+            printf("%s\n", names[i]);
+        if (!err)
+            broker_queues_free(names, n);
+    }
+    broker_close(b);
+    return rc;
+}
+
+int cli_pause(const cli_verb_t *verb, int argc, char **argv)
+{
+    cli_common_t common = {0};
+    broker_t *b = NULL;
+    int rc = plain_args(verb, argc, argv, &common, 1, 1);
+    if (!rc)
+        rc = cli_open_broker(&common, &b);
+    if (!rc) {
+        bool pause = strcmp(verb->name, "pause") == 0;
+        int err = broker_queue_pause(b, argv[optind], pause);
+        if (err)
+            rc = cli_broker_fail(b, err);
+        else
+            printf("%s %s\n", argv[optind], pause ? "paused" : "resumed");
+    }
+    broker_close(b);
+    return rc;
+}
