@@ -9,9 +9,9 @@
 #include "broker/internal.h"
 
 #define LEASE_TOKEN_BYTES 12
-#define LIST_LIMIT_MAX 1000
-#define RESERVE_MAX 1000
-#define LEASE_MAX_MS (24LL * 3600 * 1000)
+#define LIST_LIMIT_MAX    1000
+#define RESERVE_MAX       1000
+#define LEASE_MAX_MS      (24LL * 3600 * 1000)
 
 int broker__error(broker_t *b, int err, const char *fmt, ...)
 {
@@ -74,9 +74,8 @@ static int check_queue(broker_t *b, const char *queue)
 static int parse_id(broker_t *b, const char *id, char *ulid, char *queue)
 {
     if (!job_id_parse(id, ulid, queue))
-        return broker__error(b, HP_EINVAL,
-                             "job id \"%.100s\": expected <26-character ULID>-<queue>",
-                             id ? id : "");
+        return broker__error(
+            b, HP_EINVAL, "job id \"%.100s\": expected <26-character ULID>-<queue>", id ? id : "");
     return 0;
 }
 
@@ -85,8 +84,7 @@ static int parse_id(broker_t *b, const char *id, char *ulid, char *queue)
 int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_result_t *results)
 {
     if (n == 0 || n > JOB_BATCH_MAX)
-        return broker__error(b, HP_EINVAL, "batch: must hold 1-%d jobs, got %zu", JOB_BATCH_MAX,
-                             n);
+        return broker__error(b, HP_EINVAL, "batch: must hold 1-%d jobs, got %zu", JOB_BATCH_MAX, n);
     memset(results, 0, n * sizeof(*results));
     broker__prepared_t *ready = hp_calloc(n, sizeof(*ready));
     size_t nready = 0;
@@ -118,16 +116,15 @@ int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_resul
 
 /* ---- Working ---- */
 
-int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
-                   const char *worker, job_list_t *out)
+int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms, const char *worker,
+                   job_list_t *out)
 {
     memset(out, 0, sizeof(*out));
     int err = check_queue(b, queue);
     if (err)
         return err;
     if (max == 0 || max > RESERVE_MAX)
-        return broker__error(b, HP_EINVAL, "reserve: max must be 1-%d, got %zu", RESERVE_MAX,
-                             max);
+        return broker__error(b, HP_EINVAL, "reserve: max must be 1-%d, got %zu", RESERVE_MAX, max);
     if (lease_ms <= 0 || lease_ms > LEASE_MAX_MS)
         return broker__error(b, HP_EINVAL, "lease: must be 1 ms to 24 h, got %lld ms",
                              (long long)lease_ms);
@@ -185,8 +182,8 @@ int broker_ack(broker_t *b, const char *id, const char *token, const char *resul
     return b->ops->ack(b, ulid, queue, token, result, result ? result_len : 0);
 }
 
-int broker_fail(broker_t *b, const char *id, const char *token, const char *message,
-                bool permanent, job_state_t *new_state, int64_t *retry_at_ms)
+int broker_fail(broker_t *b, const char *id, const char *token, const char *message, bool permanent,
+                job_state_t *new_state, int64_t *retry_at_ms)
 {
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
     int err = parse_id(b, id, ulid, queue);
@@ -232,11 +229,11 @@ int broker_retry(broker_t *b, const char *id)
 
 int broker_delete(broker_t *b, const char *id)
 {
-    WITH_ID(b->ops->delete(b, ulid, queue));
+    WITH_ID(b->ops->delete (b, ulid, queue));
 }
 
-int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor,
-                size_t limit, job_list_t *out)
+int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
+                job_list_t *out)
 {
     memset(out, 0, sizeof(*out));
     int err = check_queue(b, queue);
@@ -245,8 +242,7 @@ int broker_list(broker_t *b, const char *queue, job_state_t state, const char *c
     if ((unsigned)state >= JOB_STATE_COUNT)
         return broker__error(b, HP_EINVAL, "state: unknown");
     if (limit == 0 || limit > LIST_LIMIT_MAX)
-        return broker__error(b, HP_EINVAL, "limit: must be 1-%d, got %zu", LIST_LIMIT_MAX,
-                             limit);
+        return broker__error(b, HP_EINVAL, "limit: must be 1-%d, got %zu", LIST_LIMIT_MAX, limit);
     if (cursor && strlen(cursor) > 64)
         return broker__error(b, HP_EINVAL, "cursor: not one this server gave out");
     return b->ops->list(b, queue, state, cursor ? cursor : "", limit, out);

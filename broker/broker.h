@@ -65,23 +65,23 @@ typedef struct backoff_s {
 } backoff_t;
 
 /* Limits and defaults a producer meets. */
-#define JOB_QUEUE_NAME_MAX 64          /* [A-Za-z0-9._-]; braces would break the hash tag */
-#define JOB_TYPE_NAME_MAX 128          /* printable ASCII, no spaces */
-#define JOB_PAYLOAD_DEFAULT_MAX (1 << 20)
-#define JOB_PRIORITY_MIN (-1000)       /* higher runs first */
-#define JOB_PRIORITY_MAX 1000
-#define JOB_ATTEMPTS_DEFAULT 25
-#define JOB_ATTEMPTS_MAX 1000
-#define JOB_DELAY_MAX_MS (366LL * 86400 * 1000) /* a year and a day */
-#define JOB_TIMEOUT_MAX_MS (7LL * 86400 * 1000)
-#define JOB_UNIQUE_KEY_MAX 256
+#define JOB_QUEUE_NAME_MAX        64  /* [A-Za-z0-9._-]; braces would break the hash tag */
+#define JOB_TYPE_NAME_MAX         128 /* printable ASCII, no spaces */
+#define JOB_PAYLOAD_DEFAULT_MAX   (1 << 20)
+#define JOB_PRIORITY_MIN          (-1000) /* higher runs first */
+#define JOB_PRIORITY_MAX          1000
+#define JOB_ATTEMPTS_DEFAULT      25
+#define JOB_ATTEMPTS_MAX          1000
+#define JOB_DELAY_MAX_MS          (366LL * 86400 * 1000) /* a year and a day */
+#define JOB_TIMEOUT_MAX_MS        (7LL * 86400 * 1000)
+#define JOB_UNIQUE_KEY_MAX        256
 #define JOB_UNIQUE_TTL_DEFAULT_MS (24LL * 3600 * 1000)
-#define JOB_TAGS_MAX 16
-#define JOB_TAG_MAX 64
-#define JOB_ERROR_MAX 2048             /* longer failure messages are cut */
-#define JOB_BATCH_MAX 1000
-#define BACKOFF_BASE_DEFAULT_MS 1000
-#define BACKOFF_CAP_DEFAULT_MS (3600LL * 1000)
+#define JOB_TAGS_MAX              16
+#define JOB_TAG_MAX               64
+#define JOB_ERROR_MAX             2048 /* longer failure messages are cut */
+#define JOB_BATCH_MAX             1000
+#define BACKOFF_BASE_DEFAULT_MS   1000
+#define BACKOFF_CAP_DEFAULT_MS    (3600LL * 1000)
 
 /* A job id is "<ULID>-<queue>": the ULID orders ids by creation time, and the queue
  * part lets the broker find the job from its id alone, with no index, on the one
@@ -99,12 +99,12 @@ typedef struct job_spec_s {
     const char *payload; /* JSON text, any JSON value; NULL means null */
     size_t payload_len;  /* 0 means strlen(payload) */
     int priority;
-    int64_t delay_ms;   /* run this much later; or */
-    int64_t run_at_ms;  /* run at this Unix ms (not both) */
-    int max_attempts;   /* 0: JOB_ATTEMPTS_DEFAULT */
-    backoff_t backoff;  /* base/cap 0: defaults */
-    int64_t timeout_ms; /* how long one attempt may run; 0: the worker's default */
-    int64_t expires_at_ms; /* discard (dead, "expired") if not started by then; 0: never */
+    int64_t delay_ms;       /* run this much later; or */
+    int64_t run_at_ms;      /* run at this Unix ms (not both) */
+    int max_attempts;       /* 0: JOB_ATTEMPTS_DEFAULT */
+    backoff_t backoff;      /* base/cap 0: defaults */
+    int64_t timeout_ms;     /* how long one attempt may run; 0: the worker's default */
+    int64_t expires_at_ms;  /* discard (dead, "expired") if not started by then; 0: never */
     const char *unique_key; /* a second job with this key within the TTL enqueues nothing */
     int64_t unique_ttl_ms;  /* 0: JOB_UNIQUE_TTL_DEFAULT_MS */
     const char *const *tags;
@@ -137,13 +137,13 @@ typedef struct job_s {
     int64_t timeout_ms;
     int64_t expires_at_ms;
     int64_t created_ms;
-    int64_t run_at_ms;      /* scheduled/failed: when it becomes waiting */
-    int64_t started_ms;     /* last reservation */
-    int64_t finished_ms;    /* succeeded/dead/canceled */
+    int64_t run_at_ms;         /* scheduled/failed: when it becomes waiting */
+    int64_t started_ms;        /* last reservation */
+    int64_t finished_ms;       /* succeeded/dead/canceled */
     int64_t lease_deadline_ms; /* active: lease ends unless extended */
-    char *lease_token;      /* active only */
-    char *worker;           /* active: who holds it */
-    bool cancel_requested;  /* active job asked to stop */
+    char *lease_token;         /* active only */
+    char *worker;              /* active: who holds it */
+    bool cancel_requested;     /* active job asked to stop */
     char *unique_key;
     char **tags;
     size_t ntags;
@@ -190,9 +190,9 @@ int broker_ping(broker_t *b);
 /* ---- Producing ---- */
 
 typedef struct enqueue_result_s {
-    int err;             /* 0, or why this job was not enqueued */
-    bool duplicate;      /* unique key seen: id is the first job's id */
-    job_state_t state;   /* waiting or scheduled */
+    int err;           /* 0, or why this job was not enqueued */
+    bool duplicate;    /* unique key seen: id is the first job's id */
+    job_state_t state; /* waiting or scheduled */
     char id[JOB_ID_MAX];
     char errmsg[256];
 } enqueue_result_t;
@@ -222,8 +222,8 @@ void job_list_cleanup(job_list_t *list);
  * expired leases recovered first, in the same atomic step. A paused queue hands
  * out nothing. Jobs past their expires_at go dead ("expired") instead.
  */
-int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
-                   const char *worker, job_list_t *out);
+int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms, const char *worker,
+                   job_list_t *out);
 
 /* Blocks until a job may be waiting on one of `queues` or timeout_ms passes,
  * without polling. Returns 1 when woken, 0 on timeout, or an error. */
@@ -251,8 +251,8 @@ int broker_ack(broker_t *b, const char *id, const char *token, const char *resul
 /* Records a failed attempt. Retryable with attempts left: failed, due again after
  * the backoff (*retry_at_ms); else dead. A job whose cancel was asked ends
  * canceled. `new_state` and `retry_at_ms` may be NULL. */
-int broker_fail(broker_t *b, const char *id, const char *token, const char *message,
-                bool permanent, job_state_t *new_state, int64_t *retry_at_ms);
+int broker_fail(broker_t *b, const char *id, const char *token, const char *message, bool permanent,
+                job_state_t *new_state, int64_t *retry_at_ms);
 
 /* ---- Operating ---- */
 
@@ -268,19 +268,19 @@ int broker_delete(broker_t *b, const char *id);
 /* Lists one state of a queue, `limit` jobs from `cursor` (NULL: the start).
  * Order: waiting in reserve order; scheduled/failed by due time; active by lease
  * deadline; finished newest first. Cursors stay valid under concurrent inserts. */
-int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor,
-                size_t limit, job_list_t *out);
+int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
+                job_list_t *out);
 
 /* ---- Queues ---- */
 
 /* Retention of finished jobs, per queue; trimmed as jobs finish and on
  * maintenance. A count or age of 0 here means "default". */
-#define QUEUE_KEEP_SUCCEEDED_DEFAULT 1000
+#define QUEUE_KEEP_SUCCEEDED_DEFAULT        1000
 #define QUEUE_KEEP_SUCCEEDED_AGE_DEFAULT_MS (24LL * 3600 * 1000)
-#define QUEUE_KEEP_DEAD_DEFAULT 10000
-#define QUEUE_KEEP_DEAD_AGE_DEFAULT_MS (7LL * 86400 * 1000)
-#define QUEUE_KEEP_CANCELED_DEFAULT 1000
-#define QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS (24LL * 3600 * 1000)
+#define QUEUE_KEEP_DEAD_DEFAULT             10000
+#define QUEUE_KEEP_DEAD_AGE_DEFAULT_MS      (7LL * 86400 * 1000)
+#define QUEUE_KEEP_CANCELED_DEFAULT         1000
+#define QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS  (24LL * 3600 * 1000)
 
 typedef struct queue_conf_s {
     int64_t max_length; /* waiting+scheduled+failed+active; -1 unlimited, 0 unchanged */

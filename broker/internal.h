@@ -33,8 +33,8 @@ typedef struct broker_ops_s {
     void (*close)(broker_t *b);
     int (*ping)(broker_t *b);
     int (*enqueue)(broker_t *b, broker__prepared_t *jobs, size_t n, enqueue_result_t *results);
-    int (*reserve)(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
-                   const char *token, const char *worker, job_list_t *out);
+    int (*reserve)(broker_t *b, const char *queue, size_t max, int64_t lease_ms, const char *token,
+                   const char *worker, job_list_t *out);
     int (*wait)(broker_t *b, const char *const *queues, size_t n, int64_t timeout_ms);
     int (*heartbeat)(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
                      lease_status_t *status);
@@ -46,8 +46,8 @@ typedef struct broker_ops_s {
     int (*cancel)(broker_t *b, const char *ulid, const char *queue, job_state_t *state);
     int (*retry)(broker_t *b, const char *ulid, const char *queue);
     int (*delete)(broker_t *b, const char *ulid, const char *queue);
-    int (*list)(broker_t *b, const char *queue, job_state_t state, const char *cursor,
-                size_t limit, job_list_t *out);
+    int (*list)(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
+                job_list_t *out);
     int (*queue_configure)(broker_t *b, const char *queue, const queue_conf_t *conf);
     int (*queue_pause)(broker_t *b, const char *queue, bool paused);
     int (*queue_stats)(broker_t *b, const char *queue, queue_stats_t *out);
@@ -69,11 +69,10 @@ int broker__error(broker_t *b, int err, const char *fmt, ...) __attribute__((for
 bool broker__queue_name_valid(const char *name);
 /* Checks a spec against the limits in broker.h; on failure writes a message that
  * names the field into errbuf and returns HP_EINVAL or HP_ETOOBIG. */
-int broker__validate_spec(const job_spec_t *spec, size_t max_payload, char *errbuf,
-                          size_t errlen);
+int broker__validate_spec(const job_spec_t *spec, size_t max_payload, char *errbuf, size_t errlen);
 /* Checks that text is JSON of at most max bytes; the message starts with `what`. */
-int broker__check_json(const char *what, const char *text, size_t len, size_t max,
-                       char *errbuf, size_t errlen);
+int broker__check_json(const char *what, const char *text, size_t len, size_t max, char *errbuf,
+                       size_t errlen);
 /* Fills `out` from a valid spec; out->body is hp_malloc'd (broker__prepared_cleanup). */
 void broker__prepare(const job_spec_t *spec, broker__prepared_t *out);
 void broker__prepared_cleanup(broker__prepared_t *p);

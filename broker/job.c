@@ -101,8 +101,8 @@ static bool utf8_text_valid(const char *s, size_t max)
         return code;                                                                               \
     } while (0)
 
-int broker__check_json(const char *what, const char *text, size_t len, size_t max,
-                       char *errbuf, size_t errlen)
+int broker__check_json(const char *what, const char *text, size_t len, size_t max, char *errbuf,
+                       size_t errlen)
 {
     if (len > max)
         REFUSE(HP_ETOOBIG, "%s: %zu bytes is over the limit of %zu bytes", what, len, max);
@@ -110,8 +110,8 @@ int broker__check_json(const char *what, const char *text, size_t len, size_t ma
     /* INT_AS_REAL: an integer too big for 64 bits is still JSON; we keep the text. */
     json_t *doc = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!doc)
-        REFUSE(HP_EINVAL, "%s: not valid JSON: %s at line %d column %d", what, jerr.text,
-               jerr.line, jerr.column);
+        REFUSE(HP_EINVAL, "%s: not valid JSON: %s at line %d column %d", what, jerr.text, jerr.line,
+               jerr.column);
     json_decref(doc);
     return 0;
 }
@@ -144,8 +144,7 @@ static int validate_retries(const job_spec_t *s, char *errbuf, size_t errlen)
         REFUSE(HP_EINVAL, "backoff.kind: must be exponential, fixed or linear");
     if (b->base_ms < 0 || b->base_ms > JOB_DELAY_MAX_MS || b->cap_ms < 0 ||
         b->cap_ms > JOB_DELAY_MAX_MS)
-        REFUSE(HP_EINVAL, "backoff: base and cap must be between 0 and %lld ms",
-               JOB_DELAY_MAX_MS);
+        REFUSE(HP_EINVAL, "backoff: base and cap must be between 0 and %lld ms", JOB_DELAY_MAX_MS);
     if (b->cap_ms && b->cap_ms < b->base_ms)
         REFUSE(HP_EINVAL, "backoff: cap (%lld ms) is below base (%lld ms)", (long long)b->cap_ms,
                (long long)b->base_ms);
@@ -379,10 +378,10 @@ static json_t *job_view(const job_t *job)
     json_object_set_new(o, "priority", json_integer(job->priority));
     json_object_set_new(o, "attempts", json_integer(job->attempts));
     json_object_set_new(o, "max_attempts", json_integer(job->max_attempts));
-    json_object_set_new(o, "backoff", json_pack("{s:s, s:I, s:I}", "kind",
-                                                backoff_names[job->backoff.kind], "base_ms",
-                                                (json_int_t)job->backoff.base_ms, "cap_ms",
-                                                (json_int_t)job->backoff.cap_ms));
+    json_object_set_new(o, "backoff",
+                        json_pack("{s:s, s:I, s:I}", "kind", backoff_names[job->backoff.kind],
+                                  "base_ms", (json_int_t)job->backoff.base_ms, "cap_ms",
+                                  (json_int_t)job->backoff.cap_ms));
     if (job->timeout_ms)
         json_object_set_new(o, "timeout_ms", json_integer(job->timeout_ms));
     set_time(o, "created_at", job->created_ms);
@@ -405,9 +404,9 @@ static json_t *job_view(const job_t *job)
     for (size_t i = 0; i < job->nerrors; i++) {
         char at[HP_RFC3339_MAX];
         hp_format_rfc3339_ms(job->errors[i].at_ms, at);
-        json_array_append_new(errs, json_pack("{s:s, s:i, s:s}", "at", at, "attempt",
-                                              job->errors[i].attempt, "message",
-                                              job->errors[i].message));
+        json_array_append_new(errs,
+                              json_pack("{s:s, s:i, s:s}", "at", at, "attempt",
+                                        job->errors[i].attempt, "message", job->errors[i].message));
     }
     json_object_set_new(o, "errors", errs);
     return o;

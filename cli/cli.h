@@ -13,12 +13,12 @@
 /* Exit statuses, stable for scripts (see README). */
 #define CLI_EXIT_MAP(XX)                                                                           \
     XX(OK, 0, "success")                                                                           \
-    XX(FAILURE, 1, "failed for another reason")                                                   \
-    XX(USAGE, 2, "bad arguments or bad input")                                                    \
-    XX(NOT_FOUND, 3, "no such job or queue")                                                      \
-    XX(STATE, 4, "not allowed in the job's state, or the lease was lost")                         \
-    XX(FULL, 5, "queue full or broker out of memory")                                             \
-    XX(UNAVAILABLE, 6, "broker unreachable")                                                      \
+    XX(FAILURE, 1, "failed for another reason")                                                    \
+    XX(USAGE, 2, "bad arguments or bad input")                                                     \
+    XX(NOT_FOUND, 3, "no such job or queue")                                                       \
+    XX(STATE, 4, "not allowed in the job's state, or the lease was lost")                          \
+    XX(FULL, 5, "queue full or broker out of memory")                                              \
+    XX(UNAVAILABLE, 6, "broker unreachable")                                                       \
     XX(UNSAFE, 7, "broker configured unsafely (e.g. it may evict jobs) and --strict given")
 
 typedef enum {
@@ -36,9 +36,9 @@ typedef struct cli_common_s {
 
 typedef struct cli_verb_s {
     const char *name;
-    const char *args;    /* e.g. "ID" */
+    const char *args; /* e.g. "ID" */
     const char *summary;
-    const char *help;    /* option lines */
+    const char *help; /* option lines */
     const struct option *options;
     int (*run)(const struct cli_verb_s *verb, int argc, char **argv);
 } cli_verb_t;
@@ -58,7 +58,10 @@ void cli_print_help(const cli_verb_t *verb);
 
 #define CLI_COMMON_OPTIONS                                                                         \
     {"redis", required_argument, NULL, 'R'}, {"strict", no_argument, NULL, 'S'},                   \
-        {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}
+        {"json", no_argument, NULL, 'J'},                                                          \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
 #define CLI_COMMON_HELP                                                                            \
     "  --redis URL      broker (default $HOPPER_REDIS_URL, else redis://127.0.0.1:6379)\n"         \
     "  --strict         refuse a Redis whose maxmemory-policy could evict jobs\n"                  \

@@ -42,8 +42,8 @@ static const cli_verb_t verbs[] = {
     {"cancel", "ID", "cancel a job (a running job is told on its next heartbeat)", "",
      cli_plain_options, cli_job_action},
     {"delete", "ID", "delete a job that is not running", "", cli_plain_options, cli_job_action},
-    {"stats", "[QUEUE]", "counts per state for every queue, or one",
-     "  --json           as JSON\n", cli_stats_options, cli_stats},
+    {"stats", "[QUEUE]", "counts per state for every queue, or one", "  --json           as JSON\n",
+     cli_stats_options, cli_stats},
     {"queues", "", "list known queues", "", cli_plain_options, cli_queues},
     {"pause", "QUEUE", "stop handing out a queue's jobs", "", cli_plain_options, cli_pause},
     {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
@@ -52,8 +52,9 @@ static const cli_verb_t verbs[] = {
 
 static void print_main_help(FILE *out)
 {
-    fprintf(out, "hopper %s: a job queue and scheduler\n\n"
-                 "usage: hopper VERB [options]\n       hopper VERB --help\n\nverbs:\n",
+    fprintf(out,
+            "hopper %s: a job queue and scheduler\n\n"
+            "usage: hopper VERB [options]\n       hopper VERB --help\n\nverbs:\n",
             HOPPER_VERSION_STRING);
     for (size_t i = 0; i < NVERBS; i++)
         fprintf(out, "  %-9s %-8s %s\n", verbs[i].name, verbs[i].args, verbs[i].summary);
@@ -204,7 +205,8 @@ int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, lo
 int cli_parse_duration(const cli_verb_t *verb, const char *name, const char *text, int64_t *out)
 {
     if (hp_parse_duration_ms(text, out))
-        return cli_usage(verb, "--%s: expected a duration like 500ms, 10s, 5m, 2h or 1d, got \"%s\"",
+        return cli_usage(verb,
+                         "--%s: expected a duration like 500ms, 10s, 5m, 2h or 1d, got \"%s\"",
                          name, text);
     return 0;
 }

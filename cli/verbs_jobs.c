@@ -97,8 +97,10 @@ static int enqueue_option(const cli_verb_t *verb, int opt, const char *arg, job_
         break;
     case 'a':
         if (hp_parse_rfc3339_ms(arg, &spec->run_at_ms))
-            rc = cli_usage(verb, "--run-at: expected an RFC 3339 time such as "
-                                 "2026-01-07T09:00:00Z, got \"%s\"", arg);
+            rc = cli_usage(verb,
+                           "--run-at: expected an RFC 3339 time such as "
+                           "2026-01-07T09:00:00Z, got \"%s\"",
+                           arg);
         break;
     case 'P':
         rc = cli_parse_int(verb, "priority", arg, JOB_PRIORITY_MIN, JOB_PRIORITY_MAX, &n);
@@ -174,8 +176,10 @@ int cli_enqueue(const cli_verb_t *verb, int argc, char **argv)
         } else {
             printf("%s\n", res.id);
             if (res.duplicate)
-                fprintf(stderr, "hopper: unique key \"%s\" already taken by job %s; nothing "
-                                "enqueued\n", spec.unique_key, res.id);
+                fprintf(stderr,
+                        "hopper: unique key \"%s\" already taken by job %s; nothing "
+                        "enqueued\n",
+                        spec.unique_key, res.id);
         }
     }
     broker_close(b);
@@ -289,8 +293,10 @@ int cli_jobs(const cli_verb_t *verb, int argc, char **argv)
         else if (opt == 'l')
             rc = cli_parse_int(verb, "limit", optarg, 1, 1000, &limit);
         else if (opt == 's' && (state = job_state_parse(optarg)) < 0)
-            rc = cli_usage(verb, "--state: expected one of scheduled, waiting, active, failed, "
-                                 "succeeded, dead, canceled; got \"%s\"", optarg);
+            rc = cli_usage(verb,
+                           "--state: expected one of scheduled, waiting, active, failed, "
+                           "succeeded, dead, canceled; got \"%s\"",
+                           optarg);
     }
     if (!rc && !queue)
         rc = cli_usage(verb, "--queue is required");

@@ -6,8 +6,8 @@
 
 const struct option cli_stats_options[] = {CLI_COMMON_OPTIONS, {0}};
 
-static int plain_args(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common,
-                      int min, int max)
+static int plain_args(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common, int min,
+                      int max)
 {
     int opt;
     optind = 0;

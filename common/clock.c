@@ -127,8 +127,12 @@ int hp_parse_rfc3339_ms(const char *text, int64_t *out_ms)
     }
     if (*p)
         return HP_EINVAL;
-    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
-                    .tm_hour = hour, .tm_min = min, .tm_sec = sec};
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = min,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     if (tm.tm_mday != day) /* e.g. February 30th normalised into March */
         return HP_EINVAL;

@@ -41,7 +41,7 @@ char *hp_vsprintf(const char *fmt, va_list ap);
 #define HP_ERRNO_MAP(XX)                                                                           \
     XX(EINVAL, -1, "invalid argument")                                                             \
     XX(ENOTFOUND, -2, "not found")                                                                 \
-    XX(ESTATE, -3, "not allowed in the job's current state")                                      \
+    XX(ESTATE, -3, "not allowed in the job's current state")                                       \
     XX(ELEASE, -4, "lease lost: the job is no longer held by this worker")                         \
     XX(EFULL, -5, "queue full")                                                                    \
     XX(EUNAVAIL, -6, "broker unavailable")                                                         \
@@ -68,8 +68,8 @@ typedef enum { HP_LOG_DEBUG, HP_LOG_INFO, HP_LOG_WARN, HP_LOG_ERROR } hp_log_lev
 void hp_log(hp_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hp_log_set_level(hp_log_level_t level);
 #define hp_debug(...) hp_log(HP_LOG_DEBUG, __VA_ARGS__)
-#define hp_info(...) hp_log(HP_LOG_INFO, __VA_ARGS__)
-#define hp_warn(...) hp_log(HP_LOG_WARN, __VA_ARGS__)
+#define hp_info(...)  hp_log(HP_LOG_INFO, __VA_ARGS__)
+#define hp_warn(...)  hp_log(HP_LOG_WARN, __VA_ARGS__)
 #define hp_error(...) hp_log(HP_LOG_ERROR, __VA_ARGS__)
 
 /* ---- Clocks and durations ---- */

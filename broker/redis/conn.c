@@ -110,8 +110,8 @@ static int parse_unix(rconn_t *c, const char *rest, char *errbuf, size_t errlen)
         c->path = hp_strdup(copy);
         snprintf(c->where, sizeof(c->where), "%s", c->path);
     } else {
-        snprintf(errbuf, errlen, "redis url: expected unix:///path/to.sock[?db=N], got \"unix://%s\"",
-                 copy);
+        snprintf(errbuf, errlen,
+                 "redis url: expected unix:///path/to.sock[?db=N], got \"unix://%s\"", copy);
     }
     hp_free(copy);
     return err;
@@ -166,8 +166,8 @@ static int handshake_step(rconn_t *c, broker_t *b, int argc, const char **argv)
     if (!r)
         err = broker__error(b, HP_EUNAVAIL, "redis at %s: %s", c->where, c->ctx->errstr);
     else if (r->type == REDIS_REPLY_ERROR)
-        err = broker__error(b, HP_EUNAVAIL, "redis at %s refused %s: %s", c->where, argv[0],
-                            r->str);
+        err =
+            broker__error(b, HP_EUNAVAIL, "redis at %s refused %s: %s", c->where, argv[0], r->str);
     if (r)
         freeReplyObject(r);
     return err;
@@ -231,8 +231,8 @@ int broker__rconn_pipeline(rconn_t *c, broker_t *b, const rcmd_t *cmds, size_t n
     return 0;
 }
 
-int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc,
-                          const char **argv, const size_t *lens)
+int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc, const char **argv,
+                          const size_t *lens)
 {
     rcmd_t cmd = {argc, argv, lens};
     return broker__rconn_pipeline(c, b, &cmd, 1, reply);

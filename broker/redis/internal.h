@@ -71,9 +71,9 @@ typedef struct rconn_s {
     int db;
     int connect_timeout_ms;
     int command_timeout_ms;
-    redisContext *ctx;    /* NULL while disconnected */
-    int64_t next_try_ms;  /* monotonic: no reconnect attempt before this */
-    char where[160];      /* "127.0.0.1:6379" or the socket path, for messages */
+    redisContext *ctx;   /* NULL while disconnected */
+    int64_t next_try_ms; /* monotonic: no reconnect attempt before this */
+    char where[160];     /* "127.0.0.1:6379" or the socket path, for messages */
 } rconn_t;
 
 /* Parses a URL into c; on failure writes errbuf and returns HP_EINVAL. */
@@ -95,8 +95,8 @@ typedef struct rcmd_s {
  */
 int broker__rconn_pipeline(rconn_t *c, broker_t *b, const rcmd_t *cmds, size_t n,
                            redisReply **replies);
-int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc,
-                          const char **argv, const size_t *lens);
+int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc, const char **argv,
+                          const size_t *lens);
 
 /* A script call: EVALSHA sha 1 hopper:{queue}: args... */
 typedef struct reval_s {

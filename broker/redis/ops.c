@@ -245,8 +245,7 @@ static void fill_results(broker_t *b, const enqueue_group_t *g, broker__prepared
     }
 }
 
-static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n,
-                         enqueue_result_t *results)
+static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueue_result_t *results)
 {
     redis_broker_t *rb = (redis_broker_t *)b;
     int err = register_queues(rb, jobs, n);
@@ -278,7 +277,7 @@ static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n,
             snprintf(num[1], 24, "%lld", (long long)p->delay_ms);
             snprintf(num[2], 24, "%lld", (long long)p->run_at_ms);
             snprintf(num[3], 24, "%lld", (long long)p->unique_ttl_ms);
-            const char *v[ENQUEUE_ARGS_PER_JOB] = {p->ulid, num[0], num[1], num[2],
+            const char *v[ENQUEUE_ARGS_PER_JOB] = {p->ulid,       num[0], num[1], num[2],
                                                    p->unique_key, num[3], p->body};
             for (int j = 0; j < ENQUEUE_ARGS_PER_JOB; j++) {
                 args[at] = v[j];
@@ -347,8 +346,8 @@ static int redis_reserve(broker_t *b, const char *queue, size_t max, int64_t lea
     snprintf(smax, sizeof(smax), "%zu", max);
     snprintf(slease, sizeof(slease), "%lld", (long long)lease_ms);
     redisReply *r = NULL;
-    int err = eval1(b, SCRIPT_RESERVE, queue, 4, (const char *[]){smax, slease, token, worker},
-                    NULL, &r);
+    int err =
+        eval1(b, SCRIPT_RESERVE, queue, 4, (const char *[]){smax, slease, token, worker}, NULL, &r);
     if (err)
         return err;
     if (!reply_is(r, REDIS_REPLY_ARRAY, 3) || r->element[2]->type != REDIS_REPLY_ARRAY) {

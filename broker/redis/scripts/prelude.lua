@@ -97,6 +97,7 @@ local function trim_finished(state, now, conf)
     redis.call('HDEL', K_RES, ulid)
     redis.call('ZREM', key, ulid)
   end
+  if #victims > 0 then count(state, -#victims) end
 end
 
 -- Moves a loaded job to a final state (the caller has taken it out of its old set).

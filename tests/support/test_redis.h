@@ -1,0 +1,31 @@
+/*
+ * A private redis-server for one test process: a free port on 127.0.0.1, no
+ * persistence, killed by the kernel if the test dies (PR_SET_PDEATHSIG), so no
+ * test run ever leaves one behind, whatever way the test ends.
+ */
+#ifndef HP_TEST_REDIS_H
+#define HP_TEST_REDIS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct test_redis_s {
+    pid_t pid;
+    int port;
+    char url[64];
+    const char *const *extra; /* kept for restarts */
+} test_redis_t;
+
+/* Starts a server and waits until it answers PING. Returns 0, or -1 with a message
+ * on stderr. Extra "--name value" pairs may be passed in extra (NULL-terminated). */
+int test_redis_start(test_redis_t *r, const char *const *extra);
+void test_redis_stop(test_redis_t *r);
+/* Stops and starts again on the same port (data is gone: persistence is off). */
+int test_redis_restart(test_redis_t *r);
+/* Runs redis-cli against it; returns its exit status. */
+int test_redis_cli(const test_redis_t *r, const char *args);
+
+/* A queue name unique to this process and call, so tests never share state. */
+const char *test_queue_name(const char *prefix);
+
+#endif
