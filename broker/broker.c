@@ -96,7 +96,10 @@ int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_resul
             results[i].err = err;
             if (!first_err) {
                 first_err = err;
-                broker__error(b, err, n > 1 ? "jobs[%zu].%s" : "%.0zu%s", i, results[i].errmsg);
+                if (n > 1)
+                    broker__error(b, err, "jobs[%zu].%s", i, results[i].errmsg);
+                else
+                    broker__error(b, err, "%s", results[i].errmsg);
             }
             continue;
         }

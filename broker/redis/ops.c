@@ -44,6 +44,13 @@ static int unexpected(broker_t *b, const char *what)
     return broker__error(b, HP_EPROTO, "redis: unexpected reply to %s", what);
 }
 
+/* For a reply of the wrong shape: the error it carries, or "unexpected". */
+static int reply_err_or_unexpected(broker_t *b, const redisReply *r, const char *what)
+{
+    int err = broker__redis_reply_err(b, r);
+    return err ? err : unexpected(b, what);
+}
+
 /* One script call on one queue; the reply is the caller's to free. */
 static int eval1(broker_t *b, redis_script_id_t script, const char *queue, int nargs,
                  const char **args, const size_t *lens, redisReply **reply)
@@ -72,7 +79,7 @@ static int check_schema(broker_t *b)
     if (err)
         return err;
     if (!reply_is(r[1], REDIS_REPLY_STRING, 0))
-        err = broker__redis_reply_err(b, r[1]) ?: unexpected(b, "GET hopper:schema");
+        err = reply_err_or_unexpected(b, r[1], "GET hopper:schema");
     else if (strcmp(r[1]->str, REDIS_SCHEMA_VERSION) != 0)
         err = broker__error(b, HP_EUNSAFE,
                             "redis at %s holds Hopper data of layout version %s; this build "
@@ -663,7 +670,7 @@ static int redis_queues(broker_t *b, char ***names, size_t *n)
     if (err)
         return err;
     if (!reply_is(r, REDIS_REPLY_ARRAY, 0)) {
-        err = broker__redis_reply_err(b, r) ?: unexpected(b, "SMEMBERS");
+        err = reply_err_or_unexpected(b, r, "SMEMBERS");
         freeReplyObject(r);
         return err;
     }
