@@ -218,13 +218,16 @@ static void sc_enqueue_batch(void)
 }
 
 /* reserve_ack_*: workers reserve up to 100 and ack each one (one round trip per
- * ack) until reserve hands out nothing. */
+ * ack) until reserve hands out nothing. reserve_ackb_*: the same, but each reserved
+ * batch is acked with one broker_ack_batch call, as a worker that coalesces the
+ * acks of its threads would. */
 typedef struct worker_s {
     pthread_t thread;
     int index;
     const char *queue;
     broker_t *b;
     long done;
+    bool batch_acks;
     pthread_barrier_t *start;
 } worker_t;
 
@@ -242,9 +245,16 @@ static void *reserve_ack_worker(void *arg)
             job_list_cleanup(&list);
             break;
         }
-        for (size_t i = 0; i < list.n; i++) {
-            const job_t *j = list.jobs[i];
-            CHECK(w->b, broker_ack(w->b, j->id, j->lease_token, NULL, 0));
+        if (w->batch_acks) {
+            job_ack_t acks[RESERVE_MAX_N];
+            for (size_t i = 0; i < list.n; i++)
+                acks[i] = (job_ack_t){.id = list.jobs[i]->id, .token = list.jobs[i]->lease_token};
+            CHECK(w->b, broker_ack_batch(w->b, acks, list.n));
+        } else {
+            for (size_t i = 0; i < list.n; i++) {
+                const job_t *j = list.jobs[i];
+                CHECK(w->b, broker_ack(w->b, j->id, j->lease_token, NULL, 0));
+            }
         }
         w->done += (long)list.n;
         job_list_cleanup(&list);
@@ -252,7 +262,7 @@ static void *reserve_ack_worker(void *arg)
     return NULL;
 }
 
-static void reserve_ack(const char *scenario, int nthreads, long njobs)
+static void reserve_ack(const char *scenario, int nthreads, long njobs, bool batch_acks)
 {
     char queue[JOB_QUEUE_NAME_MAX + 1];
     fresh_queue(queue, sizeof(queue), scenario);
@@ -264,7 +274,11 @@ static void reserve_ack(const char *scenario, int nthreads, long njobs)
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
     for (int i = 0; i < nthreads; i++) {
-        w[i] = (worker_t){.index = i, .queue = queue, .b = open_broker(), .start = &start};
+        w[i] = (worker_t){.index = i,
+                          .queue = queue,
+                          .b = open_broker(),
+                          .start = &start,
+                          .batch_acks = batch_acks};
         if (pthread_create(&w[i].thread, NULL, reserve_ack_worker, &w[i]))
             die("pthread_create failed");
     }
@@ -295,12 +309,22 @@ static void reserve_ack(const char *scenario, int nthreads, long njobs)
 
 static void sc_reserve_ack_1(void)
 {
-    reserve_ack("reserve_ack_1", 1, size_or(50000));
+    reserve_ack("reserve_ack_1", 1, size_or(50000), false);
+}
+
+static void sc_reserve_ackb_1(void)
+{
+    reserve_ack("reserve_ackb_1", 1, size_or(100000), true);
+}
+
+static void sc_reserve_ackb_8(void)
+{
+    reserve_ack("reserve_ackb_8", THREADS_8, size_or(200000), true);
 }
 
 static void sc_reserve_ack_8(void)
 {
-    reserve_ack("reserve_ack_8", THREADS_8, size_or(100000));
+    reserve_ack("reserve_ack_8", THREADS_8, size_or(100000), false);
 }
 
 /* wake_latency: the consumer blocks in broker_wait, then reserves; the producer
@@ -459,6 +483,7 @@ static const struct {
 } scenarios[] = {
     {"enqueue_single", sc_enqueue_single}, {"enqueue_batch", sc_enqueue_batch},
     {"reserve_ack_1", sc_reserve_ack_1},   {"reserve_ack_8", sc_reserve_ack_8},
+    {"reserve_ackb_1", sc_reserve_ackb_1}, {"reserve_ackb_8", sc_reserve_ackb_8},
     {"wake_latency", sc_wake_latency},     {"memory", sc_memory},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))

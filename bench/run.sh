@@ -17,11 +17,13 @@ QUICK=${BENCH_QUICK:-0}
 [[ $QUICK == 0 ]] && RUNS=${BENCH_RUNS:-3} || RUNS=${BENCH_RUNS:-1}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_RUNS must be a positive number" >&2; exit 2; }
 
-SCENARIOS=(enqueue_single enqueue_batch reserve_ack_1 reserve_ack_8 wake_latency memory)
+SCENARIOS=(enqueue_single enqueue_batch reserve_ack_1 reserve_ack_8 reserve_ackb_1 reserve_ackb_8
+           wake_latency memory)
 declare -A SIZE=()
 RB_N=200000
 if [[ $QUICK != 0 ]]; then
     SIZE=([enqueue_single]=500 [enqueue_batch]=5000 [reserve_ack_1]=2000 [reserve_ack_8]=4000
+          [reserve_ackb_1]=2000 [reserve_ackb_8]=4000
           [wake_latency]=20 [memory]=10000)
     RB_N=10000
 fi
@@ -147,7 +149,7 @@ elapsed=$(($(date +%s) - t_start))
 # ---- Summary: medians over the runs ----
 # Rows in a fixed order; "<figure> <metric>" keys as broker_bench prints them.
 ORDER="enqueue_single:jobs_per_s enqueue_batch:jobs_per_s reserve_ack_1:jobs_per_s
-reserve_ack_8:jobs_per_s wake_latency:p50_us wake_latency:p99_us memory:bytes_per_job
+reserve_ack_8:jobs_per_s reserve_ackb_1:jobs_per_s reserve_ackb_8:jobs_per_s wake_latency:p50_us wake_latency:p99_us memory:bytes_per_job
 redis_rpush:requests_per_s redis_lpop:requests_per_s redis_rpush_P16:requests_per_s
 redis_lpop_P16:requests_per_s"
 echo
@@ -177,6 +179,7 @@ awk -v order="$ORDER" '
         ratio("enqueue_single / redis rpush", "enqueue_single:jobs_per_s", "redis_rpush:requests_per_s")
         ratio("enqueue_batch / redis rpush -P16", "enqueue_batch:jobs_per_s", "redis_rpush_P16:requests_per_s")
         ratio("reserve_ack_8 / redis lpop -P16", "reserve_ack_8:jobs_per_s", "redis_lpop_P16:requests_per_s")
+        ratio("reserve_ackb_8 / redis lpop -P16", "reserve_ackb_8:jobs_per_s", "redis_lpop_P16:requests_per_s")
     }
     function ratio(label, a, b) {
         if ((a in med) && (b in med) && med[b] > 0)

@@ -169,20 +169,48 @@ int broker_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t l
 int broker_ack(broker_t *b, const char *id, const char *token, const char *result,
                size_t result_len)
 {
+    job_ack_t ack = {id, token, result, result_len, 0};
+    return broker_ack_batch(b, &ack, 1);
+}
+
+/* Checks one ack; on failure sets ack->err and b->errmsg. */
+static int check_ack(broker_t *b, job_ack_t *ack)
+{
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
-    int err = parse_id(b, id, ulid, queue);
-    if (err)
-        return err;
-    if (!token || !token[0])
-        return broker__error(b, HP_EINVAL, "ack: a lease token is required");
-    if (result) {
-        result_len = result_len ? result_len : strlen(result);
-        err = broker__check_json("result", result, result_len, b->max_payload, b->errmsg,
-                                 sizeof(b->errmsg));
-        if (err)
-            return err;
+    ack->err = parse_id(b, ack->id, ulid, queue);
+    if (!ack->err && (!ack->token || !ack->token[0]))
+        ack->err = broker__error(b, HP_EINVAL, "ack: a lease token is required");
+    if (!ack->err && ack->result) {
+        ack->result_len = ack->result_len ? ack->result_len : strlen(ack->result);
+        ack->err = broker__check_json("result", ack->result, ack->result_len, b->max_payload,
+                                      b->errmsg, sizeof(b->errmsg));
     }
-    return b->ops->ack(b, ulid, queue, token, result, result ? result_len : 0);
+    return ack->err;
+}
+
+int broker_ack_batch(broker_t *b, job_ack_t *acks, size_t n)
+{
+    if (n == 0 || n > JOB_BATCH_MAX)
+        return broker__error(b, HP_EINVAL, "batch: must hold 1-%d acks, got %zu", JOB_BATCH_MAX, n);
+    int first = 0;
+    char first_msg[sizeof(b->errmsg)] = "";
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (check_ack(b, &acks[i]) == 0)
+            valid++;
+        else if (!first) {
+            first = acks[i].err;
+            snprintf(first_msg, sizeof(first_msg), "%s", b->errmsg);
+        }
+    }
+    if (valid > 0) {
+        int err = b->ops->ack_batch(b, acks, n);
+        if (err && !first)
+            return err; /* b->errmsg says it */
+    }
+    if (first)
+        snprintf(b->errmsg, sizeof(b->errmsg), "%s", first_msg);
+    return first;
 }
 
 int broker_fail(broker_t *b, const char *id, const char *token, const char *message, bool permanent,

@@ -248,6 +248,19 @@ int broker_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t l
 int broker_ack(broker_t *b, const char *id, const char *token, const char *result,
                size_t result_len);
 
+typedef struct job_ack_s {
+    const char *id;
+    const char *token;
+    const char *result; /* JSON text or NULL */
+    size_t result_len;  /* 0: strlen(result) */
+    int err;            /* out: 0, or why this ack was refused (HP_ELEASE, ...) */
+} job_ack_t;
+
+/* Acks n (<= JOB_BATCH_MAX) jobs of any queues in one round trip, one atomic step
+ * per queue: what a worker finishing many short jobs should call. Returns 0 when
+ * all were acked, else the first error; each item's err says which. */
+int broker_ack_batch(broker_t *b, job_ack_t *acks, size_t n);
+
 /* Records a failed attempt. Retryable with attempts left: failed, due again after
  * the backoff (*retry_at_ms); else dead. A job whose cancel was asked ends
  * canceled. `new_state` and `retry_at_ms` may be NULL. */

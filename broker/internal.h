@@ -38,8 +38,8 @@ typedef struct broker_ops_s {
     int (*wait)(broker_t *b, const char *const *queues, size_t n, int64_t timeout_ms);
     int (*heartbeat)(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
                      lease_status_t *status);
-    int (*ack)(broker_t *b, const char *ulid, const char *queue, const char *token,
-               const char *result, size_t result_len);
+    /* Items whose err is already set are skipped. */
+    int (*ack_batch)(broker_t *b, job_ack_t *acks, size_t n);
     int (*fail)(broker_t *b, const char *ulid, const char *queue, const char *token,
                 const char *message, bool permanent, job_state_t *state, int64_t *retry_at);
     int (*get)(broker_t *b, const char *ulid, const char *queue, job_t **out);

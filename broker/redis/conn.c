@@ -333,11 +333,8 @@ static const struct {
     {"ELEASE ", HP_ELEASE}, {"EFULL ", HP_EFULL},
 };
 
-int broker__redis_reply_err(broker_t *b, const redisReply *r)
+int broker__redis_error_text(broker_t *b, const char *msg)
 {
-    if (!r || r->type != REDIS_REPLY_ERROR)
-        return 0;
-    const char *msg = r->str;
     if (strncmp(msg, "ERR ", 4) == 0)
         msg += 4;
     for (size_t i = 0; i < sizeof(script_errors) / sizeof(script_errors[0]); i++) {
@@ -352,6 +349,13 @@ int broker__redis_reply_err(broker_t *b, const redisReply *r)
         strncmp(msg, "READONLY", 8) == 0 || strncmp(msg, "MASTERDOWN", 10) == 0)
         return broker__error(b, HP_EUNAVAIL, "redis cannot serve now: %s", msg);
     return broker__error(b, HP_EPROTO, "redis error: %s", msg);
+}
+
+int broker__redis_reply_err(broker_t *b, const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ERROR)
+        return 0;
+    return broker__redis_error_text(b, r->str);
 }
 
 int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t n,

@@ -116,6 +116,8 @@ int broker__redis_eval(rconn_t *c, broker_t *b, redis_script_id_t script, const 
 /* Maps a script's error reply ("ENOTFOUND job ... not found") to a code and
  * b->errmsg; 0 when `r` is not an error. */
 int broker__redis_reply_err(broker_t *b, const redisReply *r);
+/* The same for an error text a script returns per item ("ELEASE job ..."). */
+int broker__redis_error_text(broker_t *b, const char *msg);
 
 /* Blocks in BLPOP on the notify keys; 1 woken, 0 timed out. */
 int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t n,

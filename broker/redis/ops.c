@@ -159,6 +159,28 @@ static int redis_ping(broker_t *b)
     return err;
 }
 
+/* ---- Batches ---- */
+
+/*
+ * Batches may span queues; each queue is one script call (one slot), all sent in one
+ * round trip. Groups items by queue, in first-seen order: group_of[i] is item i's
+ * group, queues[g] group g's queue (borrowed). Returns the number of groups.
+ */
+static size_t group_by_queue(const char *const *item_queues, size_t n, size_t *group_of,
+                             const char **queues)
+{
+    size_t ngroups = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t g = 0;
+        while (g < ngroups && strcmp(queues[g], item_queues[i]) != 0)
+            g++;
+        if (g == ngroups)
+            queues[ngroups++] = item_queues[i];
+        group_of[i] = g;
+    }
+    return ngroups;
+}
+
 /* ---- Producing ---- */
 
 static bool queue_known(redis_broker_t *rb, const char *queue)
@@ -172,18 +194,15 @@ static bool queue_known(redis_broker_t *rb, const char *queue)
 
 /* Adds new queues to the hopper:queues directory before their first job lands, so
  * a queue that holds jobs is always listed. */
-static int register_queues(redis_broker_t *rb, broker__prepared_t *jobs, size_t n)
+static int register_queues(redis_broker_t *rb, const char **queues, size_t n)
 {
     const char **argv = hp_malloc((n + 2) * sizeof(*argv));
     int argc = 2;
     argv[0] = "SADD";
     argv[1] = "hopper:queues";
     for (size_t i = 0; i < n; i++) {
-        bool dup = queue_known(rb, jobs[i].queue);
-        for (int k = 2; k < argc && !dup; k++)
-            dup = strcmp(argv[k], jobs[i].queue) == 0;
-        if (!dup)
-            argv[argc++] = jobs[i].queue;
+        if (!queue_known(rb, queues[i]))
+            argv[argc++] = queues[i];
     }
     int err = 0;
     if (argc > 2) {
@@ -204,124 +223,111 @@ static int register_queues(redis_broker_t *rb, broker__prepared_t *jobs, size_t 
 
 #define ENQUEUE_ARGS_PER_JOB 7
 
-typedef struct enqueue_group_s {
-    const char *queue;
-    size_t *members; /* indexes into the prepared array */
-    size_t n;
-} enqueue_group_t;
-
-static size_t group_by_queue(broker__prepared_t *jobs, size_t n, enqueue_group_t *groups)
+static void set_result_error(enqueue_result_t *res, int err, const char *msg)
 {
-    size_t ngroups = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t g = 0;
-        while (g < ngroups && strcmp(groups[g].queue, jobs[i].queue) != 0)
-            g++;
-        if (g == ngroups) {
-            groups[ngroups].queue = jobs[i].queue;
-            groups[ngroups].members = hp_malloc(n * sizeof(size_t));
-            groups[ngroups++].n = 0;
-        }
-        groups[g].members[groups[g].n++] = i;
-    }
-    return ngroups;
+    res->err = err;
+    snprintf(res->errmsg, sizeof(res->errmsg), "%s", msg);
 }
 
-static void fill_results(broker_t *b, const enqueue_group_t *g, broker__prepared_t *jobs,
-                         const redisReply *r, enqueue_result_t *results)
+/* One queue's reply: per job 'w', 's', or the id of the job that holds its unique key. */
+static void fill_results(broker_t *b, const redisReply *r, size_t group, const size_t *group_of,
+                         broker__prepared_t *jobs, size_t n, enqueue_result_t *results)
 {
     int err = broker__redis_reply_err(b, r);
-    if (!err && !reply_is(r, REDIS_REPLY_ARRAY, g->n))
-        err = unexpected(b, "enqueue");
-    for (size_t k = 0; k < g->n; k++) {
-        enqueue_result_t *res = &results[jobs[g->members[k]].index];
-        if (err) {
-            res->err = err;
-            snprintf(res->errmsg, sizeof(res->errmsg), "%s", b->errmsg);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (group_of[i] != group)
+            continue;
+        enqueue_result_t *res = &results[jobs[i].index];
+        const redisReply *item =
+            !err && r->type == REDIS_REPLY_ARRAY && k < r->elements ? r->element[k++] : NULL;
+        if (err || !item || item->type != REDIS_REPLY_STRING) {
+            set_result_error(res, err ? err : unexpected(b, "enqueue"), b->errmsg);
             continue;
         }
-        const redisReply *item = r->element[k];
-        if (!reply_is(item, REDIS_REPLY_ARRAY, 2)) {
-            res->err = unexpected(b, "enqueue");
-            continue;
+        if (item->len == 1) {
+            snprintf(res->id, sizeof(res->id), "%s-%s", jobs[i].ulid, jobs[i].queue);
+            res->state = item->str[0] == 's' ? JOB_STATE_SCHEDULED : JOB_STATE_WAITING;
+        } else {
+            snprintf(res->id, sizeof(res->id), "%s", item->str);
+            res->duplicate = true;
+            res->state = JOB_STATE_WAITING;
         }
-        snprintf(res->id, sizeof(res->id), "%s", item->element[0]->str);
-        const char *state = item->element[1]->str;
-        res->duplicate = strcmp(state, "duplicate") == 0;
-        res->state = strcmp(state, "scheduled") == 0 ? JOB_STATE_SCHEDULED : JOB_STATE_WAITING;
     }
+}
+
+/* Fills one queue's script arguments: the count, then seven per job. */
+static void enqueue_args(broker__prepared_t *jobs, size_t n, size_t group, const size_t *group_of,
+                         char (*nums)[24], const char **args, size_t *lens, int *nargs)
+{
+    size_t count = 0, at = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (group_of[i] != group)
+            continue;
+        broker__prepared_t *p = &jobs[i];
+        char(*num)[24] = nums + 1 + 4 * i;
+        snprintf(num[0], 24, "%d", p->priority);
+        snprintf(num[1], 24, "%lld", (long long)p->delay_ms);
+        snprintf(num[2], 24, "%lld", (long long)p->run_at_ms);
+        snprintf(num[3], 24, "%lld", (long long)p->unique_ttl_ms);
+        const char *v[ENQUEUE_ARGS_PER_JOB] = {p->ulid,       num[0], num[1], num[2],
+                                               p->unique_key, num[3], p->body};
+        for (int j = 0; j < ENQUEUE_ARGS_PER_JOB; j++, at++) {
+            args[at] = v[j];
+            lens[at] = j == 6 ? p->body_len : strlen(v[j]);
+        }
+        count++;
+    }
+    snprintf(nums[0], 24, "%zu", count);
+    args[0] = nums[0];
+    lens[0] = strlen(nums[0]);
+    *nargs = (int)at;
 }
 
 static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueue_result_t *results)
 {
     redis_broker_t *rb = (redis_broker_t *)b;
-    int err = register_queues(rb, jobs, n);
-    if (err) {
-        for (size_t i = 0; i < n; i++) {
-            results[jobs[i].index].err = err;
-            snprintf(results[jobs[i].index].errmsg, sizeof(results[0].errmsg), "%s", b->errmsg);
-        }
-        return err;
-    }
-    enqueue_group_t *groups = hp_calloc(n, sizeof(*groups));
-    size_t ngroups = group_by_queue(jobs, n, groups);
-    size_t nargs_total = n * ENQUEUE_ARGS_PER_JOB + ngroups;
-    const char **args = hp_malloc(nargs_total * sizeof(*args));
-    size_t *lens = hp_malloc(nargs_total * sizeof(*lens));
-    char(*nums)[5][24] = hp_malloc((n + ngroups) * sizeof(*nums));
+    const char **item_queues = hp_malloc(n * sizeof(*item_queues));
+    for (size_t i = 0; i < n; i++)
+        item_queues[i] = jobs[i].queue;
+    size_t *group_of = hp_malloc(n * sizeof(*group_of));
+    const char **queues = hp_malloc(n * sizeof(*queues));
+    size_t ngroups = group_by_queue(item_queues, n, group_of, queues);
+    int err = register_queues(rb, queues, ngroups);
+
+    size_t per_call = 1 + n * ENQUEUE_ARGS_PER_JOB;
+    const char **args = hp_malloc(ngroups * per_call * sizeof(*args));
+    size_t *lens = hp_malloc(ngroups * per_call * sizeof(*lens));
+    char(*nums)[24] = hp_malloc(ngroups * (1 + 4 * n) * sizeof(*nums));
     reval_t *calls = hp_calloc(ngroups, sizeof(*calls));
-    size_t at = 0;
     for (size_t g = 0; g < ngroups; g++) {
-        calls[g] = (reval_t){groups[g].queue, 1 + (int)groups[g].n * ENQUEUE_ARGS_PER_JOB,
-                             args + at, lens + at};
-        char *count = nums[n + g][0];
-        snprintf(count, 24, "%zu", groups[g].n);
-        args[at] = count, lens[at++] = strlen(count);
-        for (size_t k = 0; k < groups[g].n; k++) {
-            broker__prepared_t *p = &jobs[groups[g].members[k]];
-            char(*num)[24] = nums[groups[g].members[k]];
-            snprintf(num[0], 24, "%d", p->priority);
-            snprintf(num[1], 24, "%lld", (long long)p->delay_ms);
-            snprintf(num[2], 24, "%lld", (long long)p->run_at_ms);
-            snprintf(num[3], 24, "%lld", (long long)p->unique_ttl_ms);
-            const char *v[ENQUEUE_ARGS_PER_JOB] = {p->ulid,       num[0], num[1], num[2],
-                                                   p->unique_key, num[3], p->body};
-            for (int j = 0; j < ENQUEUE_ARGS_PER_JOB; j++) {
-                args[at] = v[j];
-                lens[at++] = j == 6 ? p->body_len : strlen(v[j]);
-            }
-        }
+        calls[g] = (reval_t){queues[g], 0, args + g * per_call, lens + g * per_call};
+        enqueue_args(jobs, n, g, group_of, nums + g * (1 + 4 * n), args + g * per_call,
+                     lens + g * per_call, &calls[g].nargs);
     }
     redisReply **replies = hp_calloc(ngroups, sizeof(*replies));
-    err = broker__redis_eval(&rb->conn, b, SCRIPT_ENQUEUE, calls, ngroups, replies);
-    int first = err;
-    for (size_t g = 0; g < ngroups; g++) {
-        if (err) {
-            for (size_t k = 0; k < groups[g].n; k++) {
-                results[jobs[groups[g].members[k]].index].err = err;
-                snprintf(results[jobs[groups[g].members[k]].index].errmsg,
-                         sizeof(results[0].errmsg), "%s", b->errmsg);
-            }
-        } else {
-            fill_results(b, &groups[g], jobs, replies[g], results);
-            freeReplyObject(replies[g]);
-        }
-        hp_free(groups[g].members);
+    if (!err)
+        err = broker__redis_eval(&rb->conn, b, SCRIPT_ENQUEUE, calls, ngroups, replies);
+    for (size_t i = 0; err && i < n; i++)
+        set_result_error(&results[jobs[i].index], err, b->errmsg);
+    for (size_t g = 0; !err && g < ngroups; g++) {
+        fill_results(b, replies[g], g, group_of, jobs, n, results);
+        freeReplyObject(replies[g]);
     }
-    for (size_t i = 0; !first && i < n; i++)
+    int first = err;
+    for (size_t i = 0; !first && i < n; i++) {
         first = results[jobs[i].index].err;
-    if (first)
-        for (size_t i = 0; i < n; i++) /* b->errmsg names the first failure */
-            if (results[jobs[i].index].err == first) {
-                broker__error(b, first, "%s", results[jobs[i].index].errmsg);
-                break;
-            }
+        if (first) /* b->errmsg names the first failure */
+            broker__error(b, first, "%s", results[jobs[i].index].errmsg);
+    }
     hp_free(replies);
     hp_free(calls);
     hp_free(nums);
     hp_free(lens);
     hp_free(args);
-    hp_free(groups);
+    hp_free(queues);
+    hp_free(group_of);
+    hp_free(item_queues);
     return first;
 }
 
@@ -388,72 +394,238 @@ static int redis_wait(broker_t *b, const char *const *queues, size_t n, int64_t 
     return rc;
 }
 
-static int redis_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
-                           lease_status_t *status)
+/* Parsed ids of a batch of job references, grouped by queue. */
+typedef struct id_batch_s {
+    char (*ulids)[HP_ULID_LEN + 1];
+    char (*queue_names)[JOB_QUEUE_NAME_MAX + 1];
+    const char **item_queues;
+    size_t *group_of;
+    const char **queues; /* per group */
+    size_t ngroups;
+} id_batch_t;
+
+/* ids were checked by broker.c; items marked in `skip` (may be NULL) take no part. */
+static void id_batch_init(id_batch_t *ib, const char *const *ids, size_t n)
 {
-    /* One call per queue, all in one round trip. */
-    char(*ulids)[HP_ULID_LEN + 1] = hp_malloc(n * sizeof(*ulids));
-    char(*queues)[JOB_QUEUE_NAME_MAX + 1] = hp_malloc(n * sizeof(*queues));
-    size_t *group = hp_malloc(n * sizeof(size_t));
-    reval_t *calls = hp_calloc(n, sizeof(*calls));
-    const char **args = hp_malloc((3 * n) * sizeof(*args));
-    char slease[24];
-    snprintf(slease, sizeof(slease), "%lld", (long long)lease_ms);
-    size_t ncalls = 0, at = 0;
-    for (size_t i = 0; i < n; i++)
-        job_id_parse(leases[i].id, ulids[i], queues[i]);
+    ib->ulids = hp_malloc(n * sizeof(*ib->ulids));
+    ib->queue_names = hp_malloc(n * sizeof(*ib->queue_names));
+    ib->item_queues = hp_malloc(n * sizeof(*ib->item_queues));
+    ib->group_of = hp_malloc(n * sizeof(*ib->group_of));
+    ib->queues = hp_malloc(n * sizeof(*ib->queues));
     for (size_t i = 0; i < n; i++) {
-        size_t g = 0;
-        while (g < ncalls && strcmp(calls[g].queue, queues[i]) != 0)
-            g++;
-        if (g < ncalls)
-            continue; /* collected with its queue's first job */
-        calls[ncalls] = (reval_t){queues[i], 1, args + at, NULL};
-        args[at++] = slease;
-        for (size_t j = i; j < n; j++) {
-            if (strcmp(queues[j], queues[i]) != 0)
+        job_id_parse(ids[i], ib->ulids[i], ib->queue_names[i]);
+        ib->item_queues[i] = ib->queue_names[i];
+    }
+    ib->ngroups = group_by_queue(ib->item_queues, n, ib->group_of, ib->queues);
+}
+
+static void id_batch_cleanup(id_batch_t *ib)
+{
+    hp_free(ib->ulids);
+    hp_free(ib->queue_names);
+    hp_free(ib->item_queues);
+    hp_free(ib->group_of);
+    hp_free(ib->queues);
+}
+
+/* Runs `script` once per queue of the batch. Each call's args are `lead` (may be
+ * NULL) then, per item of the group not skipped, `per_item` args from fill(). The
+ * k-th reply element of group g answers the k-th such item. */
+typedef void (*item_args_cb)(void *ctx, size_t i, const char **args, size_t *lens);
+
+static int eval_by_queue(broker_t *b, redis_script_id_t script, const id_batch_t *ib, size_t n,
+                         const bool *skip, const char *lead, int per_item, item_args_cb fill,
+                         void *ctx, redisReply **replies)
+{
+    size_t per_call = 1 + n * (size_t)per_item;
+    const char **args = hp_malloc(ib->ngroups * per_call * sizeof(*args));
+    size_t *lens = hp_malloc(ib->ngroups * per_call * sizeof(*lens));
+    char(*counts)[24] = hp_malloc(ib->ngroups * sizeof(*counts));
+    reval_t *calls = hp_calloc(ib->ngroups, sizeof(*calls));
+    size_t ncalls = 0;
+    for (size_t g = 0; g < ib->ngroups; g++) {
+        const char **a = args + g * per_call;
+        size_t *l = lens + g * per_call;
+        size_t at = 1, items = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ib->group_of[i] != g || (skip && skip[i]))
                 continue;
-            args[at++] = ulids[j];
-            args[at++] = leases[j].token;
-            calls[ncalls].nargs += 2;
-            group[j] = ncalls;
+            fill(ctx, i, a + at, l + at);
+            at += (size_t)per_item;
+            items++;
         }
-        ncalls++;
+        if (lead) {
+            a[0] = lead;
+        } else {
+            snprintf(counts[g], sizeof(counts[g]), "%zu", items);
+            a[0] = counts[g];
+        }
+        l[0] = strlen(a[0]);
+        if (items)
+            calls[ncalls++] = (reval_t){ib->queues[g], (int)at, a, l};
     }
-    redisReply **replies = hp_calloc(ncalls, sizeof(*replies));
-    int err = broker__redis_eval(conn_of(b), b, SCRIPT_HEARTBEAT, calls, ncalls, replies);
-    size_t *seen = hp_calloc(ncalls, sizeof(size_t));
-    for (size_t i = 0; !err && i < n; i++) {
-        redisReply *r = replies[group[i]];
-        err = broker__redis_reply_err(b, r);
-        if (!err && (!reply_is(r, REDIS_REPLY_ARRAY, seen[group[i]] + 1)))
-            err = unexpected(b, "heartbeat");
-        if (!err)
-            status[i] = (lease_status_t)reply_i64(r->element[seen[group[i]]++]);
-    }
-    for (size_t g = 0; g < ncalls; g++)
-        if (replies[g])
-            freeReplyObject(replies[g]);
-    hp_free(seen);
-    hp_free(replies);
-    hp_free(args);
+    int err = broker__redis_eval(conn_of(b), b, script, calls, ncalls, replies);
     hp_free(calls);
-    hp_free(group);
-    hp_free(queues);
-    hp_free(ulids);
+    hp_free(counts);
+    hp_free(lens);
+    hp_free(args);
     return err;
 }
 
-static int redis_ack(broker_t *b, const char *ulid, const char *queue, const char *token,
-                     const char *result, size_t result_len)
+typedef struct lease_args_s {
+    const lease_ref_t *leases;
+    const id_batch_t *ib;
+} lease_args_t;
+
+static void lease_item_args(void *ctx, size_t i, const char **args, size_t *lens)
 {
-    redisReply *r = NULL;
-    const char *args[] = {ulid, token, result ? result : ""};
-    size_t lens[] = {strlen(ulid), strlen(token), result ? result_len : 0};
-    int err = eval1(b, SCRIPT_ACK, queue, 3, args, lens, &r);
-    if (r)
-        freeReplyObject(r);
+    const lease_args_t *la = ctx;
+    args[0] = la->ib->ulids[i];
+    args[1] = la->leases[i].token;
+    lens[0] = HP_ULID_LEN;
+    lens[1] = strlen(args[1]);
+}
+
+/* Where each item's answer is: calls are made only for groups with items, in group
+ * order, and within a call the k-th element answers the group's k-th item. */
+typedef struct reply_map_s {
+    size_t *call_of_group;
+    size_t *slot_of_item;
+} reply_map_t;
+
+static void reply_map_init(reply_map_t *m, const id_batch_t *ib, const bool *skip, size_t n)
+{
+    m->call_of_group = hp_calloc(ib->ngroups ? ib->ngroups : 1, sizeof(size_t));
+    m->slot_of_item = hp_calloc(n, sizeof(size_t));
+    size_t *used = hp_calloc(ib->ngroups ? ib->ngroups : 1, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        if (!(skip && skip[i]))
+            m->slot_of_item[i] = used[ib->group_of[i]]++;
+    }
+    for (size_t g = 0, call = 0; g < ib->ngroups; g++) {
+        m->call_of_group[g] = call;
+        call += used[g] > 0;
+    }
+    hp_free(used);
+}
+
+static void reply_map_cleanup(reply_map_t *m)
+{
+    hp_free(m->call_of_group);
+    hp_free(m->slot_of_item);
+}
+
+static const redisReply *item_reply(redisReply **replies, const reply_map_t *m,
+                                    const id_batch_t *ib, size_t item)
+{
+    const redisReply *r = replies[m->call_of_group[ib->group_of[item]]];
+    size_t k = m->slot_of_item[item];
+    return r && r->type == REDIS_REPLY_ARRAY && k < r->elements ? r->element[k] : NULL;
+}
+
+static void free_replies(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+}
+
+static int redis_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
+                           lease_status_t *status)
+{
+    const char **ids = hp_malloc(n * sizeof(*ids));
+    for (size_t i = 0; i < n; i++)
+        ids[i] = leases[i].id;
+    id_batch_t ib;
+    id_batch_init(&ib, ids, n);
+    char slease[24];
+    snprintf(slease, sizeof(slease), "%lld", (long long)lease_ms);
+    lease_args_t la = {leases, &ib};
+    redisReply **replies = hp_calloc(ib.ngroups, sizeof(*replies));
+    int err =
+        eval_by_queue(b, SCRIPT_HEARTBEAT, &ib, n, NULL, slease, 2, lease_item_args, &la, replies);
+    for (size_t g = 0; !err && g < ib.ngroups; g++)
+        err = broker__redis_reply_err(b, replies[g]);
+    reply_map_t map;
+    reply_map_init(&map, &ib, NULL, n);
+    for (size_t i = 0; !err && i < n; i++) {
+        const redisReply *r = item_reply(replies, &map, &ib, i);
+        if (!r)
+            err = unexpected(b, "heartbeat");
+        else
+            status[i] = (lease_status_t)reply_i64(r);
+    }
+    reply_map_cleanup(&map);
+    free_replies(replies, ib.ngroups);
+    hp_free(replies);
+    id_batch_cleanup(&ib);
+    hp_free(ids);
     return err;
+}
+
+typedef struct ack_args_s {
+    const job_ack_t *acks;
+    const id_batch_t *ib;
+} ack_args_t;
+
+static void ack_item_args(void *ctx, size_t i, const char **args, size_t *lens)
+{
+    const ack_args_t *aa = ctx;
+    const job_ack_t *a = &aa->acks[i];
+    args[0] = aa->ib->ulids[i];
+    args[1] = a->token;
+    args[2] = a->result ? a->result : "";
+    lens[0] = HP_ULID_LEN;
+    lens[1] = strlen(a->token);
+    lens[2] = a->result ? a->result_len : 0;
+}
+
+static int redis_ack_batch(broker_t *b, job_ack_t *acks, size_t n)
+{
+    const char **ids = hp_malloc(n * sizeof(*ids));
+    bool *skip = hp_malloc(n * sizeof(*skip));
+    for (size_t i = 0; i < n; i++) {
+        /* Refused items take no part; a well-formed stand-in keeps the parse simple. */
+        ids[i] = acks[i].err ? "00000000000000000000000000-x" : acks[i].id;
+        skip[i] = acks[i].err != 0;
+    }
+    id_batch_t ib;
+    id_batch_init(&ib, ids, n);
+    ack_args_t aa = {acks, &ib};
+    redisReply **replies = hp_calloc(ib.ngroups, sizeof(*replies));
+    int err = eval_by_queue(b, SCRIPT_ACK, &ib, n, skip, NULL, 3, ack_item_args, &aa, replies);
+    for (size_t g = 0; !err && g < ib.ngroups; g++)
+        err = broker__redis_reply_err(b, replies[g]);
+    reply_map_t map;
+    reply_map_init(&map, &ib, skip, n);
+    int first = err;
+    char first_msg[sizeof(b->errmsg)] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (skip[i])
+            continue;
+        if (err) {
+            acks[i].err = err;
+            continue;
+        }
+        const redisReply *r = item_reply(replies, &map, &ib, i);
+        if (!r || r->type != REDIS_REPLY_STRING)
+            acks[i].err = unexpected(b, "ack");
+        else if (strcmp(r->str, "succeeded") != 0)
+            acks[i].err = broker__redis_error_text(b, r->str);
+        if (acks[i].err && !first) {
+            first = acks[i].err;
+            snprintf(first_msg, sizeof(first_msg), "%s", b->errmsg);
+        }
+    }
+    if (first && !err)
+        snprintf(b->errmsg, sizeof(b->errmsg), "%s", first_msg);
+    reply_map_cleanup(&map);
+    free_replies(replies, ib.ngroups);
+    hp_free(replies);
+    id_batch_cleanup(&ib);
+    hp_free(skip);
+    hp_free(ids);
+    return first;
 }
 
 static int redis_fail(broker_t *b, const char *ulid, const char *queue, const char *token,
@@ -701,7 +873,7 @@ static const broker_ops_t redis_ops = {
     .reserve = redis_reserve,
     .wait = redis_wait,
     .heartbeat = redis_heartbeat,
-    .ack = redis_ack,
+    .ack_batch = redis_ack_batch,
     .fail = redis_fail,
     .get = redis_get,
     .cancel = redis_cancel,

@@ -1,6 +1,7 @@
 /* The Redis backend's Lua scripts: each is the defaults line (written here from
- * broker.h, so Lua and C share one source of every default), the prelude, and the
- * script's own body; hashed with SHA-1 so it can be called by EVALSHA. */
+ * broker.h, so Lua and C share one source of every default), the prelude, the
+ * script's own body (which defines main()), and the epilogue that calls main and
+ * writes the counts; hashed with SHA-1 so it can be called by EVALSHA. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "broker/redis/internal.h"
 
 extern const char broker__lua_prelude[];
+extern const char broker__lua_epilogue[];
 #define XX(id, file) extern const char broker__lua_##file[];
 REDIS_SCRIPT_MAP(XX)
 #undef XX
@@ -54,8 +56,8 @@ static void assemble_all(void)
     char *defaults = defaults_line();
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         scripts[i].name = names[i];
-        scripts[i].text = hp_sprintf("%s%s\n-- ---- %s ----\n%s", defaults, broker__lua_prelude,
-                                     names[i], bodies[i]);
+        scripts[i].text = hp_sprintf("%s%s\n-- ---- %s ----\n%s%s", defaults, broker__lua_prelude,
+                                     names[i], bodies[i], broker__lua_epilogue);
         scripts[i].len = strlen(scripts[i].text);
         sha1_hex(scripts[i].text, scripts[i].len, scripts[i].sha);
     }

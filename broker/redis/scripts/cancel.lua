@@ -1,22 +1,24 @@
 -- Cancel a job. ARGV: ulid. Returns the state after: canceled, or active when the
 -- job runs and its worker is told on its next heartbeat.
-local ulid = ARGV[1]
-local meta, payload = load(ulid)
-if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
-local s = meta.s
-if s == 'active' then
-  meta.cr = 1
-  store(ulid, meta, payload)
-  local held = redis.call('HGET', K_LEASE, ulid)
-  if held and not string.find(held, ' cancel', 1, true) then
-    redis.call('HSET', K_LEASE, ulid, held .. ' cancel')
+local function main()
+  local ulid = ARGV[1]
+  local meta, payload = load(ulid)
+  if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
+  local s = meta.s
+  if s == 'active' then
+    meta.cr = 1
+    store(ulid, meta, payload)
+    local held = redis.call('HGET', K_LEASE, ulid)
+    if held and not string.find(held, ' cancel', 1, true) then
+      redis.call('HSET', K_LEASE, ulid, held .. ' cancel')
+    end
+    return 'active'
   end
-  return 'active'
+  if s == 'scheduled' or s == 'failed' then
+    redis.call('ZREM', ZSET_OF[s], ulid)
+  elseif s ~= 'waiting' then -- a waiting job's id stays in its list; reserve skips it
+    return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is already ' .. s)
+  end
+  finish(ulid, meta, payload, s, 'canceled')
+  return 'canceled'
 end
-if s == 'scheduled' or s == 'failed' then
-  redis.call('ZREM', ZSET_OF[s], ulid)
-elseif s ~= 'waiting' then -- a waiting job's id stays in its list; reserve skips it
-  return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is already ' .. s)
-end
-finish(ulid, meta, payload, s, 'canceled', now_ms(), hgetall(K_CONF))
-return 'canceled'

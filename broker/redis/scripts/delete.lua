@@ -1,12 +1,14 @@
 -- Remove a job that is not active. ARGV: ulid
-local ulid = ARGV[1]
-local meta = load(ulid)
-if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
-if meta.s == 'active' then
-  return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is active; cancel it first')
+local function main()
+  local ulid = ARGV[1]
+  local meta = load(ulid)
+  if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
+  if meta.s == 'active' then
+    return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is active; cancel it first')
+  end
+  if ZSET_OF[meta.s] then redis.call('ZREM', ZSET_OF[meta.s], ulid) end
+  redis.call('HDEL', K_JOBS, ulid)
+  redis.call('HDEL', K_RES, ulid)
+  count(meta.s, -1)
+  return 'deleted'
 end
-if ZSET_OF[meta.s] then redis.call('ZREM', ZSET_OF[meta.s], ulid) end
-redis.call('HDEL', K_JOBS, ulid)
-redis.call('HDEL', K_RES, ulid)
-count(meta.s, -1)
-return 'deleted'

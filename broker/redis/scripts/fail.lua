@@ -1,27 +1,27 @@
 -- Record a failed attempt. ARGV: ulid, token, message, permanent (0/1), rand [0,1)
 -- Returns {state, run_at_ms}
-local ulid, token, msg, permanent, rand = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local meta, payload = load_leased(ulid, token)
-if not meta then return payload end
-local now = now_ms()
-local conf = hgetall(K_CONF)
-redis.call('ZREM', ZSET_OF.active, ulid)
-redis.call('HDEL', K_LEASE, ulid)
-add_error(meta, now, msg)
-count('total:failed', 1)
-if meta.cr then
-  finish(ulid, meta, payload, 'active', 'canceled', now, conf)
-  return {'canceled', '0'}
+local function main()
+  local ulid, token, msg, permanent, rand = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+  local meta, payload = load_leased(ulid, token)
+  if not meta then return payload end
+  redis.call('ZREM', ZSET_OF.active, ulid)
+  redis.call('HDEL', K_LEASE, ulid)
+  add_error(meta, msg)
+  count('total:failed', 1)
+  if meta.cr then
+    finish(ulid, meta, payload, 'active', 'canceled')
+    return {'canceled', '0'}
+  end
+  if permanent == '1' or (meta.a or 0) >= meta.ma then
+    finish(ulid, meta, payload, 'active', 'dead')
+    return {'dead', '0'}
+  end
+  local due = NOW + backoff_ms(meta, rand)
+  meta.s = 'failed'
+  meta.ra = due
+  meta.wk = nil
+  store(ulid, meta, payload)
+  redis.call('ZADD', ZSET_OF.failed, due, ulid)
+  move_count('active', 'failed')
+  return {'failed', int(due)}
 end
-if permanent == '1' or (meta.a or 0) >= meta.ma then
-  finish(ulid, meta, payload, 'active', 'dead', now, conf)
-  return {'dead', '0'}
-end
-local due = now + backoff_ms(meta, rand)
-meta.s = 'failed'
-meta.ra = due
-meta.wk = nil
-store(ulid, meta, payload)
-redis.call('ZADD', ZSET_OF.failed, due, ulid)
-move_count('active', 'failed')
-return {'failed', int(due)}

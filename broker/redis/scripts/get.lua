@@ -1,7 +1,9 @@
 -- Read one job. ARGV: ulid. Returns {record, result, lease_deadline} or nil.
-local ulid = ARGV[1]
-local rec = redis.call('HGET', K_JOBS, ulid)
-if not rec then return nil end
-local res = redis.call('HGET', K_RES, ulid) or ''
-local deadline = redis.call('ZSCORE', ZSET_OF.active, ulid) or '0'
-return {rec, res, deadline}
+local function main()
+  local ulid = ARGV[1]
+  local rec = redis.call('HGET', K_JOBS, ulid)
+  if not rec then return nil end
+  local res = redis.call('HGET', K_RES, ulid) or ''
+  local deadline = redis.call('ZSCORE', ZSET_OF.active, ulid) or '0'
+  return {rec, res, deadline}
+end

@@ -1,17 +1,25 @@
 -- Extend leases. ARGV: lease_ms, then pairs of ulid, token.
 -- Returns per job 0 (held), 1 (held, cancel asked) or 2 (lost).
-local deadline = now_ms() + tonumber(ARGV[1])
-local out = {}
-for i = 2, #ARGV, 2 do
-  local ulid, token = ARGV[i], ARGV[i + 1]
-  local held = redis.call('HGET', K_LEASE, ulid)
-  local status = 2
-  if held == token then
-    status = 0
-  elseif held == token .. ' cancel' then
-    status = 1
+local function main()
+  local deadline = NOW + tonumber(ARGV[1])
+  local ulids = {}
+  for i = 2, #ARGV, 2 do ulids[#ulids + 1] = ARGV[i] end
+  local held = redis.call('HMGET', K_LEASE, unpack(ulids))
+  local out, extend = {}, {}
+  for i, ulid in ipairs(ulids) do
+    local token = ARGV[2 * i + 1]
+    if held[i] == token then
+      out[i] = 0
+    elseif held[i] == token .. ' cancel' then
+      out[i] = 1
+    else
+      out[i] = 2
+    end
+    if out[i] ~= 2 then
+      extend[#extend + 1] = deadline
+      extend[#extend + 1] = ulid
+    end
   end
-  if status ~= 2 then redis.call('ZADD', ZSET_OF.active, 'XX', deadline, ulid) end
-  out[#out + 1] = status
+  if #extend > 0 then redis.call('ZADD', ZSET_OF.active, 'XX', unpack(extend)) end
+  return out
 end
-return out

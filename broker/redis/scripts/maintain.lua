@@ -1,8 +1,8 @@
 -- Promote due jobs, recover expired leases, trim finished jobs by age.
 -- Returns next_due_ms.
-local now = now_ms()
-local conf = hgetall(K_CONF)
-promote_due(now, 1000)
-recover_leases(now, 1000, conf)
-for _, state in ipairs({'succeeded', 'dead', 'canceled'}) do trim_finished(state, now, conf) end
-return int(next_due())
+local function main()
+  promote_due(1000)
+  recover_leases(1000)
+  for _, state in ipairs({'succeeded', 'dead', 'canceled'}) do TOUCHED[state] = true end
+  return int(next_due())
+end

@@ -391,6 +391,49 @@ static void ack_stores_the_result(void **state)
     assert_int_equal(s.succeeded_total, 1);
 }
 
+/* Acks of several queues in one call: each item answered on its own. */
+static void batch_ack_answers_each_item(void **state)
+{
+    (void)state;
+    const char *q1 = test_queue_name("ackb"), *q2 = test_queue_name("ackb");
+    for (int i = 0; i < 3; i++)
+        enqueue_ok(&(job_spec_t){.queue = q1, .type = "t"}, NULL);
+    enqueue_ok(&(job_spec_t){.queue = q2, .type = "t"}, NULL);
+    job_list_t l1, l2;
+    assert_int_equal(broker_reserve(b, q1, 3, 30000, "w", &l1), 0);
+    assert_int_equal(broker_reserve(b, q2, 1, 30000, "w", &l2), 0);
+    assert_int_equal(l1.n, 3);
+    assert_int_equal(l2.n, 1);
+    job_ack_t acks[6] = {
+        {l1.jobs[0]->id, l1.jobs[0]->lease_token, "{\"a\":1}", 0, 0},
+        {l2.jobs[0]->id, l2.jobs[0]->lease_token, NULL, 0, 0},
+        {l1.jobs[1]->id, "wrong-token", NULL, 0, 0},
+        {"not-an-id", "t", NULL, 0, 0},
+        {l1.jobs[2]->id, l1.jobs[2]->lease_token, "[1,2]", 0, 0},
+        {l1.jobs[0]->id, l1.jobs[0]->lease_token, NULL, 0, 0}, /* twice in one batch */
+    };
+    assert_int_not_equal(broker_ack_batch(b, acks, 6), 0);
+    assert_int_equal(acks[0].err, 0);
+    assert_int_equal(acks[1].err, 0);
+    assert_int_equal(acks[2].err, HP_ELEASE);
+    assert_int_equal(acks[3].err, HP_EINVAL);
+    assert_int_equal(acks[4].err, 0);
+    assert_int_equal(acks[5].err, HP_ELEASE);
+    job_t *job = get_ok(l1.jobs[0]->id);
+    assert_int_equal(job->state, JOB_STATE_SUCCEEDED);
+    assert_string_equal(job->result, "{\"a\":1}");
+    job_free(job);
+    assert_int_equal(state_of(l1.jobs[1]->id), JOB_STATE_ACTIVE); /* refused: untouched */
+    assert_int_equal(state_of(l2.jobs[0]->id), JOB_STATE_SUCCEEDED);
+    queue_stats_t s = stats_of(q1);
+    assert_int_equal(s.counts[JOB_STATE_SUCCEEDED], 2);
+    assert_int_equal(s.counts[JOB_STATE_ACTIVE], 1);
+    assert_int_equal(s.succeeded_total, 2);
+    assert_int_equal(stats_of(q2).counts[JOB_STATE_SUCCEEDED], 1);
+    job_list_cleanup(&l1);
+    job_list_cleanup(&l2);
+}
+
 static void three_failures_of_three_attempts_end_dead(void **state)
 {
     (void)state;
@@ -898,6 +941,7 @@ int main(void)
         cmocka_unit_test(maintain_promotes_without_a_worker),
         cmocka_unit_test(expired_job_goes_dead_unrun),
         cmocka_unit_test(ack_stores_the_result),
+        cmocka_unit_test(batch_ack_answers_each_item),
         cmocka_unit_test(three_failures_of_three_attempts_end_dead),
         cmocka_unit_test(exponential_backoff_grows_with_jitter),
         cmocka_unit_test(permanent_failure_is_dead_at_once),
