@@ -16,7 +16,7 @@ static const cli_verb_t verbs[] = {
      "  --queue Q        queue name (required)\n"
      "  --type T         job type, which picks the handler (required)\n"
      "  --payload JSON   the job's payload, any JSON (default null); @FILE reads a file\n"
-     "  --delay DUR      run later: 500ms, 10s, 5m, 2h, 1d\n"
+     "  --delay DUR      run later: 500ms, 10s, 5m, 2h, 1d (a bare number is seconds)\n"
      "  --run-at TIME    run at an RFC 3339 time (not with --delay)\n"
      "  --priority N     -1000..1000, higher first (default 0)\n"
      "  --max-attempts N 1..1000 (default 25)\n"
@@ -49,6 +49,9 @@ static const cli_verb_t verbs[] = {
     {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+/* The running verb's argv, for naming a bad option. */
+static char **verb_argv;
 
 static void print_main_help(FILE *out)
 {
@@ -92,9 +95,12 @@ int main(int argc, char **argv)
         print_main_help(stdout);
         return CLI_EXIT_OK;
     }
+    opterr = 0; /* cli_common_option says what was wrong, in our words */
     for (size_t i = 0; i < NVERBS; i++) {
-        if (strcmp(verbs[i].name, name) == 0)
+        if (strcmp(verbs[i].name, name) == 0) {
+            verb_argv = argv + 1;
             return verbs[i].run(&verbs[i], argc - 1, argv + 1);
+        }
     }
     fprintf(stderr, "hopper: unknown verb \"%s\"; try hopper --help\n", name);
     return CLI_EXIT_USAGE;
@@ -164,7 +170,8 @@ int cli_common_option(const cli_verb_t *verb, int opt, const char *arg, cli_comm
         cli_print_help(verb);
         exit(CLI_EXIT_OK);
     case '?':
-        exit(cli_usage(verb, "bad option"));
+        exit(cli_usage(verb, "bad option \"%s\" (unknown, or missing its value)",
+                       optind > 0 ? verb_argv[optind - 1] : "?"));
     default:
         return -1;
     }

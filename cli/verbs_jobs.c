@@ -36,7 +36,8 @@ const struct option cli_jobs_options[] = {
     {0},
 };
 
-/* Reads @FILE payloads, capped so a huge file is refused before it is read whole. */
+/* Reads @FILE payloads, capped so a huge file is refused before it is read whole.
+ * Returns NULL (after printing why) on failure. */
 static char *read_payload_file(const cli_verb_t *verb, const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -45,13 +46,23 @@ static char *read_payload_file(const cli_verb_t *verb, const char *path, size_t 
         return NULL;
     }
     hp_strbuf_t sb;
-    hp_strbuf_init(&sb, JOB_PAYLOAD_DEFAULT_MAX + 1);
+    hp_strbuf_init(&sb, JOB_PAYLOAD_DEFAULT_MAX);
     char buf[65536];
     size_t n;
     int err = 0;
     while (!err && (n = fread(buf, 1, sizeof(buf), f)) > 0)
         err = hp_strbuf_append(&sb, buf, n);
+    bool failed = ferror(f);
     fclose(f);
+    if (err || failed) {
+        if (err)
+            cli_usage(verb, "--payload @%s: payload: over the limit of %d bytes", path,
+                      JOB_PAYLOAD_DEFAULT_MAX);
+        else
+            cli_usage(verb, "--payload @%s: cannot read: %s", path, strerror(errno));
+        hp_strbuf_cleanup(&sb);
+        return NULL;
+    }
     return hp_strbuf_steal(&sb, len);
 }
 
@@ -123,9 +134,10 @@ static int enqueue_option(const cli_verb_t *verb, int opt, const char *arg, job_
         rc = cli_parse_duration(verb, "timeout", arg, &spec->timeout_ms);
         break;
     case 'e': {
-        int64_t in;
+        int64_t in = 0;
         rc = cli_parse_duration(verb, "expires-in", arg, &in);
-        spec->expires_at_ms = hp_now_ms() + in;
+        if (!rc)
+            spec->expires_at_ms = hp_now_ms() + in;
         break;
     }
     case 'u':
@@ -312,8 +324,10 @@ int cli_jobs(const cli_verb_t *verb, int argc, char **argv)
             for (size_t i = 0; i < page.n; i++)
                 print_job_line(page.jobs[i], common.json);
             if (page.next_cursor)
-                fprintf(stderr, "more: hopper jobs --queue %s --state %s --cursor %s\n", queue,
-                        job_state_name((job_state_t)state), page.next_cursor);
+                fprintf(stderr,
+                        "more: hopper jobs --queue %s --state %s --limit %ld%s --cursor %s\n",
+                        queue, job_state_name((job_state_t)state), limit,
+                        common.json ? " --json" : "", page.next_cursor);
             job_list_cleanup(&page);
         }
     }

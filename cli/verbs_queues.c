@@ -1,5 +1,6 @@
 /* Queue verbs: stats, queues, pause, resume. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -40,6 +41,11 @@ static void print_stats(const char *queue, const queue_stats_t *s, bool json, bo
     printf("%s\n", s->paused ? "  (paused)" : "");
 }
 
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int cli_stats(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
@@ -54,11 +60,19 @@ int cli_stats(const cli_verb_t *verb, int argc, char **argv)
     char **names = NULL;
     size_t n = 0;
     const char *one = optind < argc ? argv[optind] : NULL;
-    int err = one ? 0 : broker_queues(b, &names, &n);
+    int err = broker_queues(b, &names, &n);
     if (err) {
         rc = cli_broker_fail(b, err);
         broker_close(b);
         return rc;
+    }
+    if (one && !bsearch(&one, names, n, sizeof(char *), compare_names)) {
+        broker_queues_free(names, n);
+        broker_close(b);
+        return cli_fail(HP_ENOTFOUND,
+                        "no queue named \"%s\" (a queue exists once a job was "
+                        "enqueued to it)",
+                        one);
     }
     if (common.json)
         printf("[");

@@ -1,4 +1,5 @@
 /* Runs the hopper binary as a user would and captures its output. */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ void test_cli_run(cli_result_t *res, const char *redis_url, const char *const *a
             args[n++] = argv[i];
         args[n] = NULL;
         execv(HOPPER_BIN, (char *const *)args);
+        fprintf(stderr, "test_cli: cannot run %s: %s\n", HOPPER_BIN, strerror(errno));
         _exit(127);
     }
     close(out[1]);
