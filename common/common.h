@@ -99,6 +99,13 @@ void hp_random_bytes(void *buf, size_t len);
 /* Writes 2*len hex digits plus NUL. */
 void hp_random_hex(char *out, size_t len);
 
+/* ---- JSON ---- */
+
+#define HP_JSON_MAX_DEPTH 1000
+/* 0 when text[0..len) is exactly one JSON value (surrounding whitespace allowed);
+ * else HP_EINVAL and "what, at line L column C" in errbuf. Allocates nothing. */
+int hp_json_check(const char *text, size_t len, char *errbuf, size_t errlen);
+
 /* ---- Capped string buffer ----
  * A growable byte buffer with a hard cap, so a buffer fed from input can never
  * grow without bound (curl's dynbuf). The bytes are always NUL-terminated. */
@@ -117,6 +124,8 @@ int hp_strbuf_appends(hp_strbuf_t *sb, const char *s);
 int hp_strbuf_printf(hp_strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes the bytes out; the caller frees them with hp_free. The buffer is reset. */
 char *hp_strbuf_steal(hp_strbuf_t *sb, size_t *len);
+/* Appends s (NUL-terminated, valid UTF-8) as a quoted, escaped JSON string. */
+int hp_strbuf_append_json_string(hp_strbuf_t *sb, const char *s);
 void hp_strbuf_reset(hp_strbuf_t *sb);
 void hp_strbuf_cleanup(hp_strbuf_t *sb);
 

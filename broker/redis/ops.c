@@ -766,12 +766,13 @@ static int redis_queue_configure(broker_t *b, const char *queue, const queue_con
             argv[argc++] = values[2 * i + 1];
         }
     }
+    const char *unlimit[] = {"HDEL", key, "maxlen"}; /* must outlive the pipeline call */
     rcmd_t cmds[2];
     size_t ncmds = 0;
     if (argc > 2)
         cmds[ncmds++] = (rcmd_t){argc, argv, NULL};
     if (conf->max_length == -1)
-        cmds[ncmds++] = (rcmd_t){3, (const char *[]){"HDEL", key, "maxlen"}, NULL};
+        cmds[ncmds++] = (rcmd_t){3, unlimit, NULL};
     redisReply *r[2] = {NULL, NULL};
     int err = ncmds ? broker__rconn_pipeline(conn_of(b), b, cmds, ncmds, r) : 0;
     for (size_t i = 0; i < ncmds; i++) {
