@@ -3,6 +3,7 @@
  * makes lease tokens, and hands well-formed calls to the backend's vtable. Error
  * messages for bad input are written here, once, for every backend.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -119,6 +120,22 @@ int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_resul
 
 /* ---- Working ---- */
 
+#define WORKER_NAME_MAX 128
+
+/* Worker names go into the lease value and the record as they are, so they hold
+ * nothing that needs quoting: no '|', no '"'. */
+static bool worker_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len > WORKER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!isalnum((unsigned char)name[i]) && !strchr("._:@/-", name[i]))
+            return false;
+    }
+    return true;
+}
+
 int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms, const char *worker,
                    job_list_t *out)
 {
@@ -131,9 +148,14 @@ int broker_reserve(broker_t *b, const char *queue, size_t max, int64_t lease_ms,
     if (lease_ms <= 0 || lease_ms > LEASE_MAX_MS)
         return broker__error(b, HP_EINVAL, "lease: must be 1 ms to 24 h, got %lld ms",
                              (long long)lease_ms);
+    worker = worker ? worker : "";
+    if (!worker_name_valid(worker))
+        return broker__error(b, HP_EINVAL,
+                             "worker: must be 0-%d characters of A-Z a-z 0-9 . _ : @ / -",
+                             WORKER_NAME_MAX);
     char token[LEASE_TOKEN_BYTES * 2 + 1];
     hp_random_hex(token, LEASE_TOKEN_BYTES);
-    return b->ops->reserve(b, queue, max, lease_ms, token, worker ? worker : "", out);
+    return b->ops->reserve(b, queue, max, lease_ms, token, worker, out);
 }
 
 int broker_wait(broker_t *b, const char *const *queues, size_t nqueues, int64_t timeout_ms)

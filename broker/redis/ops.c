@@ -333,7 +333,24 @@ static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueu
 
 /* ---- Working ---- */
 
-/* Decodes {ulid, record, score}* (stride 3) or {ulid, record}* (stride 2). */
+/* Sets an active job's start and worker from its lease value
+ * "<token>|<started>|<worker>[|c]"; the token itself is not copied out. */
+static void apply_lease(job_t *job, const char *lease)
+{
+    const char *bar = strchr(lease, '|');
+    if (!bar)
+        return;
+    char *end;
+    job->started_ms = strtoll(bar + 1, &end, 10);
+    if (*end != '|')
+        return;
+    const char *worker = end + 1;
+    const char *stop = strchr(worker, '|');
+    hp_free(job->worker);
+    job->worker = stop ? hp_strndup(worker, (size_t)(stop - worker)) : hp_strdup(worker);
+}
+
+/* Decodes {ulid, record, score, lease}* (stride 4) or {ulid, record}* (stride 2). */
 static int decode_jobs(broker_t *b, const char *queue, const redisReply *arr, size_t stride,
                        job_list_t *out)
 {
@@ -345,8 +362,10 @@ static int decode_jobs(broker_t *b, const char *queue, const redisReply *arr, si
         if (broker__job_decode(u->str, queue, rec->str, rec->len, &job))
             return broker__error(b, HP_EPROTO, "redis: job %s-%s has a damaged record", u->str,
                                  queue);
-        if (stride == 3 && job->state == JOB_STATE_ACTIVE)
+        if (stride == 4 && job->state == JOB_STATE_ACTIVE) {
             job->lease_deadline_ms = reply_i64(arr->element[i * stride + 2]);
+            apply_lease(job, arr->element[i * stride + 3]->str);
+        }
         out->jobs[out->n++] = job;
     }
     return 0;
@@ -363,16 +382,19 @@ static int redis_reserve(broker_t *b, const char *queue, size_t max, int64_t lea
         eval1(b, SCRIPT_RESERVE, queue, 4, (const char *[]){smax, slease, token, worker}, NULL, &r);
     if (err)
         return err;
-    if (!reply_is(r, REDIS_REPLY_ARRAY, 3) || r->element[2]->type != REDIS_REPLY_ARRAY) {
+    if (!reply_is(r, REDIS_REPLY_ARRAY, 4) || r->element[3]->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(r);
         return unexpected(b, "reserve");
     }
     out->next_due_ms = reply_i64(r->element[0]);
     int64_t deadline = reply_i64(r->element[1]);
-    err = decode_jobs(b, queue, r->element[2], 2, out);
+    int64_t started = reply_i64(r->element[2]);
+    err = decode_jobs(b, queue, r->element[3], 2, out);
     for (size_t i = 0; !err && i < out->n; i++) {
         out->jobs[i]->lease_token = hp_strdup(token);
         out->jobs[i]->lease_deadline_ms = deadline;
+        out->jobs[i]->started_ms = started;
+        out->jobs[i]->worker = hp_strdup(worker);
     }
     freeReplyObject(r);
     if (err)
@@ -665,7 +687,7 @@ static int redis_get(broker_t *b, const char *ulid, const char *queue, job_t **o
         return err;
     if (r->type == REDIS_REPLY_NIL) {
         err = not_found(b, ulid, queue);
-    } else if (!reply_is(r, REDIS_REPLY_ARRAY, 3)) {
+    } else if (!reply_is(r, REDIS_REPLY_ARRAY, 4)) {
         err = unexpected(b, "get");
     } else if (broker__job_decode(ulid, queue, r->element[0]->str, r->element[0]->len, out)) {
         err = broker__error(b, HP_EPROTO, "redis: job %s-%s has a damaged record", ulid, queue);
@@ -673,6 +695,8 @@ static int redis_get(broker_t *b, const char *ulid, const char *queue, job_t **o
         if (r->element[1]->len)
             (*out)->result = hp_strndup(r->element[1]->str, r->element[1]->len);
         (*out)->lease_deadline_ms = reply_i64(r->element[2]);
+        if ((*out)->state == JOB_STATE_ACTIVE)
+            apply_lease(*out, r->element[3]->str);
     }
     freeReplyObject(r);
     return err;
@@ -722,7 +746,7 @@ static int redis_list(broker_t *b, const char *queue, job_state_t state, const c
     if (!reply_is(r, REDIS_REPLY_ARRAY, 2) || r->element[1]->type != REDIS_REPLY_ARRAY)
         err = unexpected(b, "list");
     else
-        err = decode_jobs(b, queue, r->element[1], 3, out);
+        err = decode_jobs(b, queue, r->element[1], 4, out);
     if (!err && r->element[0]->len)
         out->next_cursor = hp_strdup(r->element[0]->str);
     freeReplyObject(r);

@@ -9,9 +9,7 @@ local function main()
     meta.cr = 1
     store(ulid, meta, payload)
     local held = redis.call('HGET', K_LEASE, ulid)
-    if held and not string.find(held, ' cancel', 1, true) then
-      redis.call('HSET', K_LEASE, ulid, held .. ' cancel')
-    end
+    if held and not cancel_asked(held) then redis.call('HSET', K_LEASE, ulid, held .. '|c') end
     return 'active'
   end
   if s == 'scheduled' or s == 'failed' then

@@ -31,13 +31,13 @@ local function main()
       local due = run_at > 0 and run_at or NOW + tonumber(ARGV[b + 2])
       records[#records + 1] = ulid
       if due > NOW then
-        records[#records + 1] = '{"s":"scheduled","ra":' .. int(due) .. ',' .. ARGV[b + 6]
+        records[#records + 1] = '{"s":"scheduled","a":0,"ra":' .. int(due) .. ',' .. ARGV[b + 6]
         sched[#sched + 1] = due
         sched[#sched + 1] = ulid
         nsched = nsched + 1
         out[i + 1] = 's'
       else
-        records[#records + 1] = '{"s":"waiting",' .. ARGV[b + 6]
+        records[#records + 1] = '{"s":"waiting","a":0,' .. ARGV[b + 6]
         local prio = ARGV[b + 1]
         local ids = by_prio[prio]
         if not ids then

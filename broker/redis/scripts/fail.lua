@@ -2,8 +2,9 @@
 -- Returns {state, run_at_ms}
 local function main()
   local ulid, token, msg, permanent, rand = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-  local meta, payload = load_leased(ulid, token)
+  local meta, payload, held = load_leased(ulid, token)
   if not meta then return payload end
+  keep_run(meta, held)
   redis.call('ZREM', ZSET_OF.active, ulid)
   redis.call('HDEL', K_LEASE, ulid)
   add_error(meta, msg)
@@ -19,7 +20,6 @@ local function main()
   local due = NOW + backoff_ms(meta, rand)
   meta.s = 'failed'
   meta.ra = due
-  meta.wk = nil
   store(ulid, meta, payload)
   redis.call('ZADD', ZSET_OF.failed, due, ulid)
   move_count('active', 'failed')

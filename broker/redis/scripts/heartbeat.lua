@@ -8,12 +8,12 @@ local function main()
   local out, extend = {}, {}
   for i, ulid in ipairs(ulids) do
     local token = ARGV[2 * i + 1]
-    if held[i] == token then
-      out[i] = 0
-    elseif held[i] == token .. ' cancel' then
+    if not holds(held[i], token) then
+      out[i] = 2
+    elseif cancel_asked(held[i]) then
       out[i] = 1
     else
-      out[i] = 2
+      out[i] = 0
     end
     if out[i] ~= 2 then
       extend[#extend + 1] = deadline

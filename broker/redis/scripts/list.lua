@@ -1,6 +1,7 @@
 -- List one state of a queue, a page at a time.
 -- ARGV: state, cursor ('' = start), limit. Returns {next_cursor or '', {ulid, record,
--- score, ...}}; score is the lease deadline for active jobs.
+-- score, lease, ...}}; for active jobs score is the lease deadline and lease the
+-- lease value (its start and worker), else ''.
 -- Cursors name a position, not an offset, so pages stay right while jobs come and go:
 --   waiting:  "<priority>:<n>", n counting every id ever pushed to that priority's list
 --             (pops so far + index), so reserves at the head do not shift it;
@@ -11,17 +12,12 @@ local function main()
 
   local function emit(ulid, score)
     local rec = redis.call('HGET', K_JOBS, ulid)
-    if not rec then return false end
-    -- Cheaper than decoding: inside JSON strings a quote is escaped, so this pattern
-    -- can only be the meta's own state member if it comes before the newline.
-    local at = string.find(rec, '"s":"' .. state .. '"', 1, true)
-    if at and at < string.find(rec, '\n', 1, true) then
-      out[#out + 1] = ulid
-      out[#out + 1] = rec
-      out[#out + 1] = score
-      return true
-    end
-    return false
+    if not rec or head(rec) ~= state then return false end
+    out[#out + 1] = ulid
+    out[#out + 1] = rec
+    out[#out + 1] = score
+    out[#out + 1] = state == 'active' and (redis.call('HGET', K_LEASE, ulid) or '') or ''
+    return true
   end
 
   if state == 'waiting' then

@@ -51,6 +51,18 @@ local function conf_number(name, default)
   return tonumber(conf()[name]) or default
 end
 
+-- A record's meta always starts with its state and attempts, in this order:
+--   {"s":"<state>","a":<attempts>,<the other members>}\n<payload>
+-- so the hot moves (reserve, ack) read and rewrite that head as a string and
+-- never decode JSON; colder moves decode with cjson and encode() restores the head.
+local HEAD = '^{"s":"(%a+)","a":(%d+),()'
+
+-- Returns state, attempts and the position of the rest of a record.
+local function head(rec)
+  local s, a, rest = string.match(rec, HEAD)
+  return s, tonumber(a), rest
+end
+
 -- Splits a record into meta (a table) and the payload text.
 local function decode(rec)
   local nl = string.find(rec, '\n', 1, true)
@@ -65,7 +77,11 @@ local function load(ulid)
 end
 
 local function encode(meta, payload)
-  return cjson.encode(meta) .. '\n' .. payload
+  local s, a = meta.s, meta.a or 0
+  meta.s, meta.a = nil, nil
+  local rest = cjson.encode(meta) -- never "{}": every job has a type and max_attempts
+  meta.s, meta.a = s, a
+  return '{"s":"' .. s .. '","a":' .. int(a) .. ',' .. string.sub(rest, 2) .. '\n' .. payload
 end
 
 local function store(ulid, meta, payload)
@@ -102,6 +118,32 @@ local function add_error(meta, msg)
   meta.er[#meta.er + 1] = {NOW, meta.a or 0, msg}
 end
 
+-- A lease hash value is "<token>|<started ms>|<worker>", then "|c" once cancel is
+-- asked. Worker names never hold '|' or '"' (broker.c checks them).
+local function lease_value(token, started, worker)
+  return token .. '|' .. int(started) .. '|' .. worker
+end
+
+local function holds(held, token)
+  return held ~= nil and held ~= false and string.sub(held, 1, #token + 1) == token .. '|'
+end
+
+local function cancel_asked(held)
+  return string.sub(held, -2) == '|c'
+end
+
+-- The started time and worker of a lease value.
+local function lease_run(held)
+  local started, worker = string.match(held, '^[^|]*|(%d+)|([^|]*)')
+  return tonumber(started), worker
+end
+
+-- Copies the running attempt's start and worker from its lease into meta, for the
+-- history of a job that leaves active through a decoding (cold) path.
+local function keep_run(meta, held)
+  if held then meta.st, meta.wk = lease_run(held) end
+end
+
 -- Finished sets keep at most keep:<state> jobs younger than keepage:<state> ms;
 -- at most 100 go per call, so no call is ever slow.
 local function trim_finished(state)
@@ -124,7 +166,6 @@ local function finish(ulid, meta, payload, from, state)
   meta.s = state
   meta.fa = NOW
   meta.ra = nil
-  meta.wk = nil
   store(ulid, meta, payload)
   redis.call('ZADD', ZSET_OF[state], NOW, ulid)
   move_count(from, state)
@@ -157,7 +198,7 @@ local function promote_due(limit)
       local meta, payload = load(ulid)
       if meta then
         meta.s = 'waiting'
-        meta.ra = nil
+        meta.ra, meta.st, meta.wk = nil, nil, nil -- a waiting record has no run
         store(ulid, meta, payload)
         push_waiting(ulid, meta.p)
         move_count(from, 'waiting')
@@ -176,10 +217,12 @@ local function recover_leases(limit)
   local lost = redis.call('ZRANGEBYSCORE', key, '-inf', NOW, 'LIMIT', 0, limit)
   local requeued = 0
   for _, ulid in ipairs(lost) do
+    local held = redis.call('HGET', K_LEASE, ulid)
     redis.call('ZREM', key, ulid)
     redis.call('HDEL', K_LEASE, ulid)
     local meta, payload = load(ulid)
     if meta then
+      keep_run(meta, held)
       add_error(meta, 'lease expired: the worker stopped answering')
       count('total:failed', 1)
       if meta.cr then
@@ -188,7 +231,7 @@ local function recover_leases(limit)
         finish(ulid, meta, payload, 'active', 'dead')
       else
         meta.s = 'waiting'
-        meta.wk = nil
+        meta.st, meta.wk = nil, nil
         store(ulid, meta, payload)
         push_waiting(ulid, meta.p)
         move_count('active', 'waiting')
@@ -212,19 +255,15 @@ local function next_due()
   return best
 end
 
--- Whether a lease hash value `held` belongs to `token` (possibly with cancel asked).
-local function holds(held, token)
-  return held == token or held == token .. ' cancel'
-end
-
--- Checks that `token` holds the lease of an active job. Returns meta, payload or
--- nil and an error reply.
+-- Checks that `token` holds the lease of an active job. Returns meta, payload and
+-- the lease value, or nil and an error reply.
 local function load_leased(ulid, token)
   local meta, payload = load(ulid)
   if not meta then return nil, fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
-  if meta.s ~= 'active' or not holds(redis.call('HGET', K_LEASE, ulid), token) then
+  local held = redis.call('HGET', K_LEASE, ulid)
+  if meta.s ~= 'active' or not holds(held, token) then
     return nil, fail_with('ELEASE', 'job ' .. ulid .. '-' .. Q .. ' is ' .. meta.s
       .. ' and no longer leased with this token')
   end
-  return meta, payload
+  return meta, payload, held
 end

@@ -1,6 +1,7 @@
 -- Lease up to `max` waiting jobs, highest priority first, FIFO within one.
 -- ARGV: max, lease_ms, token, worker
--- Returns {next_due_ms, lease_deadline_ms, {ulid, record, ulid, record, ...}}
+-- Returns {next_due_ms, lease_deadline_ms, now_ms, {ulid, record, ulid, record, ...}}
+-- The common case is a string splice of the record's head: no JSON is decoded.
 local function main()
   promote_due(1000)
   recover_leases(1000)
@@ -25,24 +26,31 @@ local function main()
       local recs = redis.call('HMGET', K_JOBS, unpack(ids))
       for i, ulid in ipairs(ids) do
         -- An id can sit in a list twice (see docs/architecture.md); take it once.
-        if recs[i] and not seen[ulid] then
+        local rec = recs[i]
+        local state, attempts, rest
+        if rec and not seen[ulid] then
           seen[ulid] = true
-          local meta, payload = decode(recs[i])
-          if meta.s ~= 'waiting' then
-            -- a tombstone: canceled, or moved on since it was pushed
-          elseif meta.ex and meta.ex <= NOW then
-            add_error(meta, 'expired: not started by its expires_at')
-            finish(ulid, meta, payload, 'waiting', 'dead')
-          else
-            meta.s = 'active'
-            meta.a = (meta.a or 0) + 1
-            meta.st = NOW
-            meta.wk = worker
-            local rec = encode(meta, payload)
+          state, attempts, rest = head(rec)
+        end
+        -- Anything not waiting is a tombstone: canceled, or moved on since it was pushed.
+        if state == 'waiting' then
+          local nl = string.find(rec, '\n', rest, true)
+          local ex = string.find(rec, '"ex":', rest, true) -- keys cannot hide in strings
+          local expired = false
+          if ex and ex < nl then
+            local meta, payload = decode(rec)
+            if meta.ex <= NOW then
+              add_error(meta, 'expired: not started by its expires_at')
+              finish(ulid, meta, payload, 'waiting', 'dead')
+              expired = true
+            end
+          end
+          if not expired then
+            rec = '{"s":"active","a":' .. int(attempts + 1) .. ',' .. string.sub(rec, rest)
             records[#records + 1] = ulid
             records[#records + 1] = rec
             leases[#leases + 1] = ulid
-            leases[#leases + 1] = token
+            leases[#leases + 1] = lease_value(token, NOW, worker)
             active[#active + 1] = deadline
             active[#active + 1] = ulid
             out[#out + 1] = ulid
@@ -62,5 +70,5 @@ local function main()
     -- Pass the wake-up on: another idle worker should come for the rest.
     if redis.call('ZCARD', K_PRIOS) > 0 then notify() end
   end
-  return {int(next_due()), int(deadline), out}
+  return {int(next_due()), int(deadline), int(NOW), out}
 end

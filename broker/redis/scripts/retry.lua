@@ -15,6 +15,7 @@ local function main()
   meta.fa = nil
   meta.ra = nil
   meta.cr = nil
+  meta.st, meta.wk = nil, nil -- a waiting record has no run
   store(ulid, meta, payload)
   push_waiting(ulid, meta.p)
   move_count(s, 'waiting')

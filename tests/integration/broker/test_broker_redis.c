@@ -373,6 +373,16 @@ static void ack_stores_the_result(void **state)
     assert_int_equal(job->attempts, 1);
     assert_non_null(job->lease_token);
     assert_true(job->lease_deadline_ms > hp_now_ms());
+    job_t *seen = get_ok(id); /* the running attempt: who and since when */
+    assert_string_equal(seen->worker, "test-worker");
+    assert_true(seen->started_ms > 0 && seen->started_ms <= hp_now_ms());
+    assert_true(seen->lease_deadline_ms > seen->started_ms);
+    assert_null(seen->lease_token); /* the fencing token is the worker's alone */
+    int64_t started = seen->started_ms;
+    job_free(seen);
+    job_list_t none;
+    assert_int_equal(broker_reserve(b, q, 1, 1000, "bad|name", &none), HP_EINVAL);
+    assert_non_null(strstr(broker_errmsg(b), "worker"));
     assert_int_equal(broker_ack(b, id, job->lease_token, "{bad", 0), HP_EINVAL);
     assert_non_null(strstr(broker_errmsg(b), "result"));
     assert_int_equal(state_of(id), JOB_STATE_ACTIVE); /* a refused ack changes nothing */
@@ -384,6 +394,9 @@ static void ack_stores_the_result(void **state)
     assert_int_equal(job->state, JOB_STATE_SUCCEEDED);
     assert_string_equal(job->result, "{\"pages\":3}");
     assert_true(job->finished_ms > 0);
+    assert_string_equal(job->worker, "test-worker"); /* who ran it stays on record */
+    assert_int_equal(job->started_ms, started);
+    assert_int_equal(job->attempts, 1);
     job_free(job);
     queue_stats_t s = stats_of(q);
     assert_int_equal(s.counts[JOB_STATE_SUCCEEDED], 1);

@@ -140,7 +140,7 @@ static void record_round_trips(void **state)
                     .ntags = 2};
     broker__prepared_t p;
     broker__prepare(&s, &p);
-    char *rec = hp_sprintf("{\"s\":\"waiting\",%s", p.body);
+    char *rec = hp_sprintf("{\"s\":\"waiting\",\"a\":0,%s", p.body);
     job_t *job;
     assert_int_equal(broker__job_decode(p.ulid, "email", rec, strlen(rec), &job), 0);
     assert_string_equal(job->type, "email.send");
