@@ -221,7 +221,8 @@ static int register_queues(redis_broker_t *rb, const char **queues, size_t n)
     return err;
 }
 
-#define ENQUEUE_ARGS_PER_JOB 7
+#define ENQUEUE_ARGS_PER_JOB 3
+#define ENQUEUE_OPTS_MAX     (4 * 24 + JOB_UNIQUE_KEY_MAX + 1)
 
 static void set_result_error(enqueue_result_t *res, int err, const char *msg)
 {
@@ -257,30 +258,32 @@ static void fill_results(broker_t *b, const redisReply *r, size_t group, const s
 }
 
 /* Fills one queue's script arguments: the count, then seven per job. */
+/* Fills one queue's script arguments: the count, then three per job (enqueue.lua). */
 static void enqueue_args(broker__prepared_t *jobs, size_t n, size_t group, const size_t *group_of,
-                         char (*nums)[24], const char **args, size_t *lens, int *nargs)
+                         char (*opts)[ENQUEUE_OPTS_MAX], char *count_buf, const char **args,
+                         size_t *lens, int *nargs)
 {
     size_t count = 0, at = 1;
     for (size_t i = 0; i < n; i++) {
         if (group_of[i] != group)
             continue;
         broker__prepared_t *p = &jobs[i];
-        char(*num)[24] = nums + 1 + 4 * i;
-        snprintf(num[0], 24, "%d", p->priority);
-        snprintf(num[1], 24, "%lld", (long long)p->delay_ms);
-        snprintf(num[2], 24, "%lld", (long long)p->run_at_ms);
-        snprintf(num[3], 24, "%lld", (long long)p->unique_ttl_ms);
-        const char *v[ENQUEUE_ARGS_PER_JOB] = {p->ulid,       num[0], num[1], num[2],
-                                               p->unique_key, num[3], p->body};
-        for (int j = 0; j < ENQUEUE_ARGS_PER_JOB; j++, at++) {
-            args[at] = v[j];
-            lens[at] = j == 6 ? p->body_len : strlen(v[j]);
-        }
+        opts[i][0] = '\0';
+        if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0])
+            snprintf(opts[i], ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%s", p->priority,
+                     (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
+                     p->unique_key);
+        args[at] = p->ulid;
+        lens[at++] = HP_ULID_LEN;
+        args[at] = opts[i];
+        lens[at++] = strlen(opts[i]);
+        args[at] = p->body;
+        lens[at++] = p->body_len;
         count++;
     }
-    snprintf(nums[0], 24, "%zu", count);
-    args[0] = nums[0];
-    lens[0] = strlen(nums[0]);
+    snprintf(count_buf, 24, "%zu", count);
+    args[0] = count_buf;
+    lens[0] = strlen(count_buf);
     *nargs = (int)at;
 }
 
@@ -298,11 +301,12 @@ static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueu
     size_t per_call = 1 + n * ENQUEUE_ARGS_PER_JOB;
     const char **args = hp_malloc(ngroups * per_call * sizeof(*args));
     size_t *lens = hp_malloc(ngroups * per_call * sizeof(*lens));
-    char(*nums)[24] = hp_malloc(ngroups * (1 + 4 * n) * sizeof(*nums));
+    char(*opts)[ENQUEUE_OPTS_MAX] = hp_malloc(n * sizeof(*opts));
+    char(*counts)[24] = hp_malloc(ngroups * sizeof(*counts));
     reval_t *calls = hp_calloc(ngroups, sizeof(*calls));
     for (size_t g = 0; g < ngroups; g++) {
         calls[g] = (reval_t){queues[g], 0, args + g * per_call, lens + g * per_call};
-        enqueue_args(jobs, n, g, group_of, nums + g * (1 + 4 * n), args + g * per_call,
+        enqueue_args(jobs, n, g, group_of, opts, counts[g], args + g * per_call,
                      lens + g * per_call, &calls[g].nargs);
     }
     redisReply **replies = hp_calloc(ngroups, sizeof(*replies));
@@ -322,7 +326,8 @@ static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueu
     }
     hp_free(replies);
     hp_free(calls);
-    hp_free(nums);
+    hp_free(counts);
+    hp_free(opts);
     hp_free(lens);
     hp_free(args);
     hp_free(queues);
