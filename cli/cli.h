@@ -49,6 +49,10 @@ int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int cli_usage(const cli_verb_t *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Handles --redis, --strict, --json, --help; returns -1 if `opt` is not one. */
 int cli_common_option(const cli_verb_t *verb, int opt, const char *arg, cli_common_t *common);
+/* Parses the common options and min..max positional arguments, which are then
+ * argv[optind..]; returns 0 or an exit code. */
+int cli_parse_plain(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common, int min,
+                    int max);
 int cli_open_broker(const cli_common_t *common, broker_t **out);
 int cli_broker_fail(broker_t *b, int err);
 int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, long min, long max,

@@ -177,6 +177,24 @@ int cli_common_option(const cli_verb_t *verb, int opt, const char *arg, cli_comm
     }
 }
 
+int cli_parse_plain(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common, int min,
+                    int max)
+{
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
+        if (cli_common_option(verb, opt, optarg, common) != 0)
+            return cli_usage(verb, "bad option \"%s\"", argv[optind - 1]);
+    }
+    int n = argc - optind;
+    if (n < min || n > max) {
+        if (max == 0)
+            return cli_usage(verb, "expected no arguments");
+        return cli_usage(verb, "expected %s", verb->args);
+    }
+    return 0;
+}
+
 int cli_open_broker(const cli_common_t *common, broker_t **out)
 {
     const char *url = common->redis_url ? common->redis_url : getenv("HOPPER_REDIS_URL");

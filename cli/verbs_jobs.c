@@ -199,28 +199,13 @@ int cli_enqueue(const cli_verb_t *verb, int argc, char **argv)
     return rc;
 }
 
-/* Parses common options and exactly one positional argument. */
-static int one_argument(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common,
-                        const char **arg)
-{
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
-        if (cli_common_option(verb, opt, optarg, common) != 0)
-            return cli_usage(verb, "bad option");
-    }
-    if (argc - optind != 1)
-        return cli_usage(verb, "expected exactly one %s", verb->args);
-    *arg = argv[optind];
-    return 0;
-}
-
 int cli_job(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
     const char *id;
     broker_t *b = NULL;
-    int rc = one_argument(verb, argc, argv, &common, &id);
+    int rc = cli_parse_plain(verb, argc, argv, &common, 1, 1);
+    id = rc ? NULL : argv[optind];
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (!rc) {
@@ -244,7 +229,8 @@ int cli_job_action(const cli_verb_t *verb, int argc, char **argv)
     cli_common_t common = {0};
     const char *id;
     broker_t *b = NULL;
-    int rc = one_argument(verb, argc, argv, &common, &id);
+    int rc = cli_parse_plain(verb, argc, argv, &common, 1, 1);
+    id = rc ? NULL : argv[optind];
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (rc) {

@@ -7,21 +7,6 @@
 
 const struct option cli_stats_options[] = {CLI_COMMON_OPTIONS, {0}};
 
-static int plain_args(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common, int min,
-                      int max)
-{
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
-        if (cli_common_option(verb, opt, optarg, common) != 0)
-            return cli_usage(verb, "bad option");
-    }
-    int n = argc - optind;
-    if (n < min || n > max)
-        return cli_usage(verb, max ? "expected %s" : "expected no arguments%.0s", verb->args);
-    return 0;
-}
-
 static void print_stats(const char *queue, const queue_stats_t *s, bool json, bool first)
 {
     if (json) {
@@ -50,7 +35,7 @@ int cli_stats(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
     broker_t *b = NULL;
-    int rc = plain_args(verb, argc, argv, &common, 0, 1);
+    int rc = cli_parse_plain(verb, argc, argv, &common, 0, 1);
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (rc) {
@@ -102,7 +87,7 @@ int cli_queues(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
     broker_t *b = NULL;
-    int rc = plain_args(verb, argc, argv, &common, 0, 0);
+    int rc = cli_parse_plain(verb, argc, argv, &common, 0, 0);
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (!rc) {
@@ -124,7 +109,7 @@ int cli_pause(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
     broker_t *b = NULL;
-    int rc = plain_args(verb, argc, argv, &common, 1, 1);
+    int rc = cli_parse_plain(verb, argc, argv, &common, 1, 1);
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (!rc) {
