@@ -181,27 +181,79 @@ static const hopper_host_api_t *hopper__api;
 #define HOPPER_PLUGIN_INIT(api, plugin, errmsg)                                                    \
     HOPPER_EXPORT int hopper_plugin_init(const hopper_host_api_t *api, hopper_plugin_t *plugin,    \
                                          char **errmsg)
-#define hopper_register(p, name, version)                                                          \
-    hopper__api->register_plugin((p), HOPPER_ABI_VERSION, (name), (version))
-#define hopper_register_type(p, type)        hopper__api->register_type((p), (type))
-#define hopper_on_shutdown(p, fn, arg)       hopper__api->on_shutdown((p), (fn), (arg))
-#define hopper_config(p, key)                hopper__api->config((p), (key))
-#define hopper_job_id(job)                   hopper__api->job_id(job)
-#define hopper_job_queue(job)                hopper__api->job_queue(job)
-#define hopper_job_type(job)                 hopper__api->job_type(job)
-#define hopper_job_attempt(job)              hopper__api->job_attempt(job)
-#define hopper_job_max_attempts(job)         hopper__api->job_max_attempts(job)
-#define hopper_job_payload(job, len)         hopper__api->job_payload((job), (len))
-#define hopper_job_deadline_ms(job)          hopper__api->job_deadline_ms(job)
-#define hopper_job_canceled(job)             hopper__api->job_canceled(job)
-#define hopper_payload_string(job, key)      hopper__api->payload_string((job), (key))
-#define hopper_payload_int(job, key, out)    hopper__api->payload_int((job), (key), (out))
-#define hopper_payload_double(job, key, out) hopper__api->payload_double((job), (key), (out))
-#define hopper_payload_bool(job, key, out)   hopper__api->payload_bool((job), (key), (out))
-#define hopper_progress(job, pct, msg)       hopper__api->progress((job), (pct), (msg))
-#define hopper_log(job, level, ...)          hopper__api->log((job), (level), __VA_ARGS__)
-#define hopper_set_result(job, json, len, free_fn)                                                 \
-    hopper__api->set_result((job), (json), (len), (free_fn))
+static inline int hopper_register(hopper_plugin_t *p, const char *name, const char *version)
+{
+    return hopper__api->register_plugin(p, HOPPER_ABI_VERSION, name, version);
+}
+static inline int hopper_register_type(hopper_plugin_t *p, const hopper_job_type_t *type)
+{
+    return hopper__api->register_type(p, type);
+}
+static inline void hopper_on_shutdown(hopper_plugin_t *p, void (*fn)(void *), void *arg)
+{
+    hopper__api->on_shutdown(p, fn, arg);
+}
+static inline const char *hopper_config(hopper_plugin_t *p, const char *key)
+{
+    return hopper__api->config(p, key);
+}
+static inline const char *hopper_job_id(const hopper_job_t *job)
+{
+    return hopper__api->job_id(job);
+}
+static inline const char *hopper_job_queue(const hopper_job_t *job)
+{
+    return hopper__api->job_queue(job);
+}
+static inline const char *hopper_job_type(const hopper_job_t *job)
+{
+    return hopper__api->job_type(job);
+}
+static inline int hopper_job_attempt(const hopper_job_t *job)
+{
+    return hopper__api->job_attempt(job);
+}
+static inline int hopper_job_max_attempts(const hopper_job_t *job)
+{
+    return hopper__api->job_max_attempts(job);
+}
+static inline const char *hopper_job_payload(const hopper_job_t *job, size_t *len)
+{
+    return hopper__api->job_payload(job, len);
+}
+static inline int64_t hopper_job_deadline_ms(const hopper_job_t *job)
+{
+    return hopper__api->job_deadline_ms(job);
+}
+static inline int hopper_job_canceled(const hopper_job_t *job)
+{
+    return hopper__api->job_canceled(job);
+}
+static inline const char *hopper_payload_string(hopper_job_t *job, const char *key)
+{
+    return hopper__api->payload_string(job, key);
+}
+static inline int hopper_payload_int(hopper_job_t *job, const char *key, long long *out)
+{
+    return hopper__api->payload_int(job, key, out);
+}
+static inline int hopper_payload_double(hopper_job_t *job, const char *key, double *out)
+{
+    return hopper__api->payload_double(job, key, out);
+}
+static inline int hopper_payload_bool(hopper_job_t *job, const char *key, int *out)
+{
+    return hopper__api->payload_bool(job, key, out);
+}
+static inline void hopper_progress(hopper_job_t *job, int percent, const char *message)
+{
+    hopper__api->progress(job, percent, message);
+}
+static inline int hopper_set_result(hopper_job_t *job, const char *json, size_t len,
+                                    hopper_free_fn free_fn)
+{
+    return hopper__api->set_result(job, json, len, free_fn);
+}
 /* Sets a JSON result (copied; NULL for none) and returns HOPPER_OK. */
 static inline hopper_status_t hopper_succeed(hopper_job_t *job, const char *json)
 {
@@ -209,6 +261,8 @@ static inline hopper_status_t hopper_succeed(hopper_job_t *job, const char *json
         hopper__api->set_result(job, json, 0, HOPPER_TRANSIENT);
     return HOPPER_OK;
 }
+#define hopper_log(job, level, ...) hopper__api->log((job), (level), __VA_ARGS__)
+/* Sets the failure message; returns HOPPER_RETRY or HOPPER_FAIL to match `kind`. */
 #define hopper_fail(job, kind, ...) hopper__api->set_failure((job), (kind), __VA_ARGS__)
 #endif
 
