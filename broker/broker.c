@@ -120,7 +120,7 @@ int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_resul
 
 /* ---- Working ---- */
 
-#define WORKER_NAME_MAX 128
+#define WORKER_NAME_MAX WORKER_ID_MAX
 
 /* Worker names go into the lease value and the record as they are, so they hold
  * nothing that needs quoting: no '|', no '"'. */
@@ -254,6 +254,83 @@ int broker_fail(broker_t *b, const char *id, const char *token, const char *mess
     if (!err && retry_at_ms)
         *retry_at_ms = retry_at;
     return err;
+}
+
+int broker_release(broker_t *b, const char *id, const char *token)
+{
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    int err = parse_id(b, id, ulid, queue);
+    if (!err && (!token || !token[0]))
+        err = broker__error(b, HP_EINVAL, "release: a lease token is required");
+    return err ? err : b->ops->release(b, ulid, queue, token);
+}
+
+/* Progress (line NULL) or a log line: one call, one step. */
+static int report(broker_t *b, const char *id, const char *token, int percent, const char *message,
+                  int level, const char *line)
+{
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    int err = parse_id(b, id, ulid, queue);
+    if (err)
+        return err;
+    if (!token || !token[0])
+        return broker__error(b, HP_EINVAL, "a lease token is required");
+    char cut[JOB_LOG_LINE_MAX + 1];
+    const char *text = line ? line : message;
+    int max = line ? JOB_LOG_LINE_MAX : JOB_PROGRESS_MESSAGE_MAX;
+    snprintf(cut, sizeof(cut), "%.*s", max, text ? text : "");
+    return b->ops->report(b, ulid, queue, token, percent, line ? NULL : cut, level,
+                          line ? cut : NULL);
+}
+
+int broker_progress(broker_t *b, const char *id, const char *token, int percent,
+                    const char *message)
+{
+    if (percent < 0 || percent > 100)
+        return broker__error(b, HP_EINVAL, "progress: must be 0-100, got %d", percent);
+    return report(b, id, token, percent, message, 0, NULL);
+}
+
+int broker_log(broker_t *b, const char *id, const char *token, int level, const char *line)
+{
+    if (level < 0 || level > 3 || !line)
+        return broker__error(b, HP_EINVAL, "log: level must be 0-3 and the line given");
+    return report(b, id, token, -1, NULL, level, line);
+}
+
+/* ---- Workers ---- */
+
+static int check_worker_id(broker_t *b, const char *id)
+{
+    if (!id || !id[0] || !worker_name_valid(id))
+        return broker__error(b, HP_EINVAL,
+                             "worker id: must be 1-%d characters of A-Z a-z 0-9 . _ : @ / -",
+                             WORKER_ID_MAX);
+    return 0;
+}
+
+int broker_worker_beat(broker_t *b, const char *worker_id, const char *info_json, int64_t ttl_ms)
+{
+    int err = check_worker_id(b, worker_id);
+    if (!err && ttl_ms <= 0)
+        err = broker__error(b, HP_EINVAL, "worker beat: ttl must be positive");
+    if (!err)
+        err = broker__check_json("worker info", info_json, strlen(info_json), b->max_payload,
+                                 b->errmsg, sizeof(b->errmsg));
+    return err ? err : b->ops->worker_beat(b, worker_id, info_json, ttl_ms);
+}
+
+int broker_worker_gone(broker_t *b, const char *worker_id)
+{
+    int err = check_worker_id(b, worker_id);
+    return err ? err : b->ops->worker_gone(b, worker_id);
+}
+
+int broker_workers(broker_t *b, char ***infos, size_t *n)
+{
+    *infos = NULL;
+    *n = 0;
+    return b->ops->workers(b, infos, n);
 }
 
 /* ---- Operating ---- */

@@ -80,6 +80,9 @@ typedef struct backoff_s {
 #define JOB_TAG_MAX               64
 #define JOB_ERROR_MAX             2048 /* longer failure messages are cut */
 #define JOB_BATCH_MAX             1000
+#define JOB_LOG_MAX_BYTES         (64 * 1024) /* log lines kept per job; the oldest go first */
+#define JOB_LOG_LINE_MAX          1024        /* longer lines are cut */
+#define JOB_PROGRESS_MESSAGE_MAX  256
 #define BACKOFF_BASE_DEFAULT_MS   1000
 #define BACKOFF_CAP_DEFAULT_MS    (3600LL * 1000)
 
@@ -149,7 +152,10 @@ typedef struct job_s {
     size_t ntags;
     job_error_t *errors; /* every failure, oldest first */
     size_t nerrors;
-    char *result; /* JSON text given at ack, or NULL */
+    char *result;           /* JSON text given at ack, or NULL */
+    int progress;           /* 0-100, -1 when never reported */
+    char *progress_message; /* or NULL */
+    char *logs;             /* JSON lines [at_ms, level, "text"], oldest first, or NULL */
 } job_t;
 
 void job_free(job_t *job);
@@ -266,6 +272,26 @@ int broker_ack_batch(broker_t *b, job_ack_t *acks, size_t n);
  * canceled. `new_state` and `retry_at_ms` may be NULL. */
 int broker_fail(broker_t *b, const char *id, const char *token, const char *message, bool permanent,
                 job_state_t *new_state, int64_t *retry_at_ms);
+
+/* Gives an active job back unrun, as a worker that stops must: waiting again at
+ * the end of its queue, and this attempt not counted. */
+int broker_release(broker_t *b, const char *id, const char *token);
+
+/* Progress (0-100, message may be NULL) and log lines of an active job, stored with
+ * it and shown by broker_get. Level: 0 debug, 1 info, 2 warn, 3 error. */
+int broker_progress(broker_t *b, const char *id, const char *token, int percent,
+                    const char *message);
+int broker_log(broker_t *b, const char *id, const char *token, int level, const char *line);
+
+/* ---- Workers ----
+ * A registry of live worker processes, for operators: each beats its description
+ * (a JSON object the worker writes) with a time to live; one that stops beating
+ * drops out by itself. Not job state: a job's lease is what matters for it. */
+#define WORKER_ID_MAX 128
+int broker_worker_beat(broker_t *b, const char *worker_id, const char *info_json, int64_t ttl_ms);
+int broker_worker_gone(broker_t *b, const char *worker_id);
+/* The live workers' JSON descriptions; free with broker_queues_free. */
+int broker_workers(broker_t *b, char ***infos, size_t *n);
 
 /* ---- Operating ---- */
 

@@ -42,6 +42,12 @@ typedef struct broker_ops_s {
     int (*ack_batch)(broker_t *b, job_ack_t *acks, size_t n);
     int (*fail)(broker_t *b, const char *ulid, const char *queue, const char *token,
                 const char *message, bool permanent, job_state_t *state, int64_t *retry_at);
+    int (*release)(broker_t *b, const char *ulid, const char *queue, const char *token);
+    int (*report)(broker_t *b, const char *ulid, const char *queue, const char *token, int percent,
+                  const char *message, int level, const char *line);
+    int (*worker_beat)(broker_t *b, const char *id, const char *info, int64_t ttl_ms);
+    int (*worker_gone)(broker_t *b, const char *id);
+    int (*workers)(broker_t *b, char ***infos, size_t *n);
     int (*get)(broker_t *b, const char *ulid, const char *queue, job_t **out);
     int (*cancel)(broker_t *b, const char *ulid, const char *queue, job_state_t *state);
     int (*retry)(broker_t *b, const char *ulid, const char *queue);

@@ -318,6 +318,7 @@ int broker__job_decode(const char *ulid, const char *queue, const char *rec, siz
     job->worker = meta_str(meta, "wk");
     job->cancel_requested = meta_i64(meta, "cr", 0) != 0;
     job->unique_key = meta_str(meta, "uk");
+    job->progress = -1;
     decode_tags(meta, job);
     decode_errors(meta, job);
     json_decref(meta);
@@ -342,6 +343,8 @@ void job_free(job_t *job)
         hp_free(job->errors[i].message);
     hp_free(job->errors);
     hp_free(job->result);
+    hp_free(job->progress_message);
+    hp_free(job->logs);
     hp_free(job);
 }
 
@@ -363,6 +366,29 @@ static void set_time(json_t *obj, const char *key, int64_t ms)
     char buf[HP_RFC3339_MAX];
     hp_format_rfc3339_ms(ms, buf);
     json_object_set_new(obj, key, json_string(buf));
+}
+
+/* Stored log lines [at_ms, level, "text"] as [{"at", "level", "message"}]. */
+static json_t *logs_view(const char *lines)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    json_t *out = json_array();
+    for (const char *p = lines; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        json_t *line = json_loadb(p, len, 0, NULL);
+        json_int_t level = json_integer_value(json_array_get(line, 1));
+        const char *text = json_string_value(json_array_get(line, 2));
+        char at[HP_RFC3339_MAX];
+        hp_format_rfc3339_ms((int64_t)json_number_value(json_array_get(line, 0)), at);
+        if (json_is_array(line))
+            json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "at", at, "level",
+                                                 levels[level >= 0 && level < 4 ? level : 1],
+                                                 "message", text ? text : ""));
+        json_decref(line);
+        p += len + (nl ? 1 : 0);
+    }
+    return out;
 }
 
 static json_t *job_view(const job_t *job)
@@ -406,6 +432,11 @@ static json_t *job_view(const job_t *job)
                                         job->errors[i].attempt, "message", job->errors[i].message));
     }
     json_object_set_new(o, "errors", errs);
+    if (job->progress >= 0)
+        json_object_set_new(
+            o, "progress",
+            json_pack("{s:i, s:s?}", "percent", job->progress, "message", job->progress_message));
+    json_object_set_new(o, "logs", logs_view(job->logs));
     return o;
 }
 

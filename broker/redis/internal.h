@@ -15,6 +15,8 @@
  *   hopper:{q}:counts, :conf      hash of counts per state and totals; queue config
  *   hopper:{q}:u:<key>            unique key -> first job id, with a TTL
  *   hopper:{q}:notify             list holding at most one wake-up token
+ *   hopper:{q}:prog, :logs        hash ulid -> "<percent>|<message>"; ulid -> JSON lines
+ *   hopper:workers, hopper:worker:<id>   zset id -> last beat; info JSON with a TTL
  * Upgrades: none yet. A change to this layout bumps REDIS_SCHEMA_VERSION and adds
  * its upgrade step here.
  */
@@ -42,7 +44,9 @@
     XX(LIST, list)                                                                                 \
     XX(MAINTAIN, maintain)                                                                         \
     XX(PAUSE, pause)                                                                               \
-    XX(STATS, stats)
+    XX(STATS, stats)                                                                               \
+    XX(RELEASE, release)                                                                           \
+    XX(REPORT, report)
 
 typedef enum {
 #define XX(id, file) SCRIPT_##id,

@@ -355,6 +355,18 @@ static void apply_lease(job_t *job, const char *lease)
     job->worker = stop ? hp_strndup(worker, (size_t)(stop - worker)) : hp_strdup(worker);
 }
 
+/* Sets progress from "<percent>|<message>" (or nothing when empty). */
+static void apply_progress(job_t *job, const char *prog)
+{
+    char *bar;
+    long pct = strtol(prog, &bar, 10);
+    if (bar == prog || *bar != '|')
+        return;
+    job->progress = (int)pct;
+    if (bar[1])
+        job->progress_message = hp_strdup(bar + 1);
+}
+
 /* Decodes {ulid, record, score, lease}* (stride 4) or {ulid, record}* (stride 2). */
 static int decode_jobs(broker_t *b, const char *queue, const redisReply *arr, size_t stride,
                        job_list_t *out)
@@ -692,7 +704,7 @@ static int redis_get(broker_t *b, const char *ulid, const char *queue, job_t **o
         return err;
     if (r->type == REDIS_REPLY_NIL) {
         err = not_found(b, ulid, queue);
-    } else if (!reply_is(r, REDIS_REPLY_ARRAY, 4)) {
+    } else if (!reply_is(r, REDIS_REPLY_ARRAY, 6)) {
         err = unexpected(b, "get");
     } else if (broker__job_decode(ulid, queue, r->element[0]->str, r->element[0]->len, out)) {
         err = broker__error(b, HP_EPROTO, "redis: job %s-%s has a damaged record", ulid, queue);
@@ -702,6 +714,9 @@ static int redis_get(broker_t *b, const char *ulid, const char *queue, job_t **o
         (*out)->lease_deadline_ms = reply_i64(r->element[2]);
         if ((*out)->state == JOB_STATE_ACTIVE)
             apply_lease(*out, r->element[3]->str);
+        apply_progress(*out, r->element[4]->str);
+        if (r->element[5]->len)
+            (*out)->logs = hp_strndup(r->element[5]->str, r->element[5]->len);
     }
     freeReplyObject(r);
     return err;
@@ -757,6 +772,117 @@ static int redis_list(broker_t *b, const char *queue, job_state_t state, const c
     freeReplyObject(r);
     if (err)
         job_list_cleanup(out);
+    return err;
+}
+
+static int redis_release(broker_t *b, const char *ulid, const char *queue, const char *token)
+{
+    redisReply *r = NULL;
+    int err = eval1(b, SCRIPT_RELEASE, queue, 2, (const char *[]){ulid, token}, NULL, &r);
+    if (r)
+        freeReplyObject(r);
+    return err;
+}
+
+static int redis_report(broker_t *b, const char *ulid, const char *queue, const char *token,
+                        int percent, const char *message, int level, const char *line)
+{
+    char spct[16] = "", slevel[16];
+    if (!line)
+        snprintf(spct, sizeof(spct), "%d", percent);
+    snprintf(slevel, sizeof(slevel), "%d", level);
+    const char *args[] = {ulid, token, spct, message ? message : "", slevel, line ? line : ""};
+    redisReply *r = NULL;
+    int err = eval1(b, SCRIPT_REPORT, queue, 6, args, NULL, &r);
+    if (r)
+        freeReplyObject(r);
+    return err;
+}
+
+/* ---- Workers ---- */
+
+static int run_pipeline(broker_t *b, rcmd_t *cmds, size_t n)
+{
+    redisReply *r[4] = {NULL};
+    int err = broker__rconn_pipeline(conn_of(b), b, cmds, n, r);
+    for (size_t i = 0; i < n; i++) {
+        if (!err)
+            err = broker__redis_reply_err(b, r[i]);
+        if (r[i])
+            freeReplyObject(r[i]);
+    }
+    return err;
+}
+
+static int redis_worker_beat(broker_t *b, const char *id, const char *info, int64_t ttl_ms)
+{
+    char key[WORKER_ID_MAX + 32], sttl[24], snow[24];
+    snprintf(key, sizeof(key), "hopper:worker:%s", id);
+    snprintf(sttl, sizeof(sttl), "%lld", (long long)ttl_ms);
+    snprintf(snow, sizeof(snow), "%lld", (long long)hp_now_ms());
+    const char *set[] = {"SET", key, info, "PX", sttl};
+    const char *add[] = {"ZADD", "hopper:workers", snow, id};
+    rcmd_t cmds[2] = {{5, set, NULL}, {4, add, NULL}};
+    return run_pipeline(b, cmds, 2);
+}
+
+static int redis_worker_gone(broker_t *b, const char *id)
+{
+    char key[WORKER_ID_MAX + 32];
+    snprintf(key, sizeof(key), "hopper:worker:%s", id);
+    const char *del[] = {"DEL", key};
+    const char *rem[] = {"ZREM", "hopper:workers", id};
+    rcmd_t cmds[2] = {{2, del, NULL}, {3, rem, NULL}};
+    return run_pipeline(b, cmds, 2);
+}
+
+/* Workers whose info key expired are dropped from the index as they are found. */
+static int redis_workers(broker_t *b, char ***infos, size_t *n)
+{
+    redisReply *ids = NULL;
+    int err = broker__rconn_command(conn_of(b), b, &ids, 4,
+                                    (const char *[]){"ZRANGE", "hopper:workers", "0", "-1"}, NULL);
+    if (err)
+        return err;
+    if (!reply_is(ids, REDIS_REPLY_ARRAY, 0)) {
+        err = reply_err_or_unexpected(b, ids, "ZRANGE hopper:workers");
+        freeReplyObject(ids);
+        return err;
+    }
+    size_t count = ids->elements;
+    *infos = hp_calloc(count ? count : 1, sizeof(char *));
+    if (count == 0) {
+        freeReplyObject(ids);
+        return 0;
+    }
+    const char **argv = hp_malloc((count + 2) * sizeof(*argv));
+    char(*keys)[WORKER_ID_MAX + 32] = hp_malloc(count * sizeof(*keys));
+    argv[0] = "MGET";
+    for (size_t i = 0; i < count; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "hopper:worker:%s", ids->element[i]->str);
+        argv[1 + i] = keys[i];
+    }
+    redisReply *vals = NULL;
+    err = broker__rconn_command(conn_of(b), b, &vals, (int)count + 1, argv, NULL);
+    int gone = 2;
+    argv[0] = "ZREM";
+    argv[1] = "hopper:workers";
+    for (size_t i = 0; !err && i < count && i < vals->elements; i++) {
+        if (vals->element[i]->type == REDIS_REPLY_STRING)
+            (*infos)[(*n)++] = hp_strdup(vals->element[i]->str);
+        else
+            argv[gone++] = ids->element[i]->str;
+    }
+    if (!err && gone > 2) {
+        redisReply *r = NULL;
+        if (broker__rconn_command(conn_of(b), b, &r, gone, argv, NULL) == 0)
+            freeReplyObject(r);
+    }
+    if (vals)
+        freeReplyObject(vals);
+    hp_free(keys);
+    hp_free(argv);
+    freeReplyObject(ids);
     return err;
 }
 
@@ -905,6 +1031,11 @@ static const broker_ops_t redis_ops = {
     .heartbeat = redis_heartbeat,
     .ack_batch = redis_ack_batch,
     .fail = redis_fail,
+    .release = redis_release,
+    .report = redis_report,
+    .worker_beat = redis_worker_beat,
+    .worker_gone = redis_worker_gone,
+    .workers = redis_workers,
     .get = redis_get,
     .cancel = redis_cancel,
     .retry = redis_retry,

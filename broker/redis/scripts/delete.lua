@@ -7,8 +7,9 @@ local function main()
     return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is active; cancel it first')
   end
   if ZSET_OF[meta.s] then redis.call('ZREM', ZSET_OF[meta.s], ulid) end
-  redis.call('HDEL', K_JOBS, ulid)
-  redis.call('HDEL', K_RES, ulid)
+  for _, key_of_job in ipairs({K_JOBS, K_RES, K_PROG, K_LOGS}) do
+    redis.call('HDEL', key_of_job, ulid)
+  end
   count(meta.s, -1)
   return 'deleted'
 end

@@ -16,6 +16,7 @@ local Q = string.sub(P, 9, #P - 2)
 local K_JOBS, K_RES, K_LEASE = P .. 'jobs', P .. 'res', P .. 'lease'
 local K_PRIOS, K_WPOP = P .. 'prios', P .. 'wpop'
 local K_COUNTS, K_CONF, K_NOTIFY = P .. 'counts', P .. 'conf', P .. 'notify'
+local K_PROG, K_LOGS = P .. 'prog', P .. 'logs'
 local ZSET_OF = {
   scheduled = P .. 'sched', failed = P .. 'retry', active = P .. 'active',
   succeeded = P .. 'succeeded', dead = P .. 'dead', canceled = P .. 'canceled',
@@ -154,8 +155,9 @@ local function trim_finished(state)
   local victims = redis.call('ZRANGEBYSCORE', key, '-inf', NOW - age, 'LIMIT', 0, 100)
   if over > #victims then victims = redis.call('ZRANGE', key, 0, math.min(over, 100) - 1) end
   if #victims > 0 then
-    redis.call('HDEL', K_JOBS, unpack(victims))
-    redis.call('HDEL', K_RES, unpack(victims))
+    for _, key_of_job in ipairs({K_JOBS, K_RES, K_PROG, K_LOGS}) do
+      redis.call('HDEL', key_of_job, unpack(victims))
+    end
     redis.call('ZREM', key, unpack(victims))
     count(state, -#victims)
   end

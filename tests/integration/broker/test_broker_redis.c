@@ -447,6 +447,88 @@ static void batch_ack_answers_each_item(void **state)
     job_list_cleanup(&l2);
 }
 
+/* A stopping worker gives jobs back: waiting again, the attempt not counted. */
+static void release_gives_the_job_back_uncounted(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("release");
+    char id[JOB_ID_MAX];
+    enqueue_ok(&(job_spec_t){.queue = q, .type = "t", .max_attempts = 1}, id);
+    job_t *job = reserve_one(q, 30000);
+    assert_int_equal(broker_release(b, id, "wrong"), HP_ELEASE);
+    assert_int_equal(broker_release(b, id, job->lease_token), 0);
+    job_free(job);
+    job = get_ok(id);
+    assert_int_equal(job->state, JOB_STATE_WAITING);
+    assert_int_equal(job->attempts, 0);
+    assert_int_equal(job->nerrors, 0);
+    assert_null(job->worker);
+    job_free(job);
+    job = reserve_one(q, 30000); /* its one attempt is still there */
+    assert_int_equal(job->attempts, 1);
+    assert_int_equal(broker_ack(b, id, job->lease_token, NULL, 0), 0);
+    job_free(job);
+    assert_int_equal(stats_of(q).counts[JOB_STATE_SUCCEEDED], 1);
+}
+
+static void progress_and_logs_are_kept_with_the_job(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("progress");
+    char id[JOB_ID_MAX];
+    enqueue_ok(&(job_spec_t){.queue = q, .type = "t"}, id);
+    job_t *job = reserve_one(q, 30000);
+    assert_int_equal(broker_progress(b, id, job->lease_token, 40, "resizing \"img\""), 0);
+    assert_int_equal(broker_progress(b, id, job->lease_token, 101, NULL), HP_EINVAL);
+    assert_int_equal(broker_log(b, id, job->lease_token, 1, "first line"), 0);
+    assert_int_equal(broker_log(b, id, job->lease_token, 3, "second: ü"), 0);
+    assert_int_equal(broker_log(b, id, "stale-token", 1, "late"), HP_ELEASE);
+    job_t *seen = get_ok(id);
+    assert_int_equal(seen->progress, 40);
+    assert_string_equal(seen->progress_message, "resizing \"img\"");
+    char *text = job_to_json(seen, 0);
+    assert_non_null(strstr(text, "\"progress\":{\"percent\":40"));
+    assert_non_null(strstr(text, "\"level\":\"info\",\"message\":\"first line\""));
+    assert_non_null(strstr(text, "\"level\":\"error\",\"message\":\"second: ü\""));
+    assert_null(strstr(text, "late"));
+    hp_free(text);
+    job_free(seen);
+    /* Logs are capped: the oldest lines go. */
+    char line[JOB_LOG_LINE_MAX];
+    memset(line, 'x', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\0';
+    for (int i = 0; i < 80; i++)
+        assert_int_equal(broker_log(b, id, job->lease_token, 1, line), 0);
+    seen = get_ok(id);
+    assert_true(strlen(seen->logs) <= JOB_LOG_MAX_BYTES);
+    assert_null(strstr(seen->logs, "first line"));
+    job_free(seen);
+    assert_int_equal(broker_ack(b, id, job->lease_token, NULL, 0), 0);
+    job_free(job);
+    assert_int_equal(broker_delete(b, id), 0); /* and go with the job */
+    assert_int_equal(broker_progress(b, id, "x", 1, NULL), HP_ENOTFOUND);
+}
+
+static void workers_register_and_expire(void **state)
+{
+    (void)state;
+    assert_int_equal(broker_worker_beat(b, "host-a:100", "{\"pid\":100}", 60000), 0);
+    assert_int_equal(broker_worker_beat(b, "host-a:101", "{\"pid\":101}", 100), 0);
+    assert_int_equal(broker_worker_beat(b, "bad|id", "{}", 1000), HP_EINVAL);
+    assert_int_equal(broker_worker_beat(b, "host-a:102", "{not json", 1000), HP_EINVAL);
+    hp_sleep_ms(200);
+    char **infos;
+    size_t n;
+    assert_int_equal(broker_workers(b, &infos, &n), 0);
+    assert_int_equal(n, 1); /* 101 stopped beating and dropped out */
+    assert_string_equal(infos[0], "{\"pid\":100}");
+    broker_queues_free(infos, n);
+    assert_int_equal(broker_worker_gone(b, "host-a:100"), 0);
+    assert_int_equal(broker_workers(b, &infos, &n), 0);
+    assert_int_equal(n, 0);
+    broker_queues_free(infos, n);
+}
+
 static void three_failures_of_three_attempts_end_dead(void **state)
 {
     (void)state;
@@ -955,6 +1037,9 @@ int main(void)
         cmocka_unit_test(expired_job_goes_dead_unrun),
         cmocka_unit_test(ack_stores_the_result),
         cmocka_unit_test(batch_ack_answers_each_item),
+        cmocka_unit_test(release_gives_the_job_back_uncounted),
+        cmocka_unit_test(progress_and_logs_are_kept_with_the_job),
+        cmocka_unit_test(workers_register_and_expire),
         cmocka_unit_test(three_failures_of_three_attempts_end_dead),
         cmocka_unit_test(exponential_backoff_grows_with_jitter),
         cmocka_unit_test(permanent_failure_is_dead_at_once),
