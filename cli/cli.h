@@ -80,8 +80,11 @@ int cli_stats(const cli_verb_t *verb, int argc, char **argv);
 int cli_queues(const cli_verb_t *verb, int argc, char **argv);
 int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume */
 int cli_run(const cli_verb_t *verb, int argc, char **argv);
+int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
     cli_plain_options[], cli_stats_options[], cli_run_options[];
+/* Built at run time from the worker's option table. */
+extern struct option cli_worker_options[];
 
 #endif

@@ -12,6 +12,10 @@ static const cli_verb_t verbs[] = {
     {"run", "", "run Hopper in one process (broker maintenance for now)",
      "  --interval DUR   how often to promote due jobs and recover leases (default 1s)\n",
      cli_run_options, cli_run},
+    {"worker", "", "run handler plugins on jobs: P processes x T threads",
+     "  --config FILE        a JSON file of these options (\"queues\", \"threads\", ...)\n"
+     "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_QUEUES)\n",
+     cli_worker_options, cli_worker},
     {"enqueue", "", "submit a job; prints its id",
      "  --queue Q        queue name (required)\n"
      "  --type T         job type, which picks the handler (required)\n"

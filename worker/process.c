@@ -1,0 +1,605 @@
+/*
+ * One worker process: a fetch loop (the main thread), T handler threads, and a
+ * reporter thread.
+ *
+ *   fetch loop --ready--> handler threads --done--> reporter --> broker
+ *
+ * The fetch loop reserves only as many jobs as there are idle threads, and blocks in
+ * broker_wait when the queues are empty (no polling). Handlers never touch the
+ * broker: they push their outcome, and progress and log lines, to the reporter,
+ * which owns its own connection: it acks in batches, records failures, extends
+ * leases by heartbeat, asks jobs past their deadline to stop, and restarts the
+ * process (exit WORKER_EXIT_RESTART) when one will not. Every job held has a slot in
+ * shared memory so that the supervisor can fail its lease if this process crashes.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "worker/internal.h"
+
+#define FETCH_WAIT_MAX_MS 1000 /* a stop request is seen within this */
+#define ACK_CHUNK         500
+
+typedef struct report_msg_s {
+    char id[JOB_ID_MAX];
+    char token[WORKER_TOKEN_MAX];
+    int percent; /* -1: a log line */
+    int level;
+    char *text;
+} report_msg_t;
+
+struct worker_process_s {
+    const worker_config_t *cfg;
+    worker_plugins_t plugins;
+    worker_slot_t *slots;
+    int threads;
+    char id[WORKER_ID_MAX];
+    int64_t started_ms;
+    broker_t *fetch_broker;
+    broker_t *report_broker;
+
+    pthread_mutex_t lock;   /* guards everything below */
+    pthread_cond_t work_cv; /* handlers: a job is ready, or exiting */
+    pthread_cond_t done_cv; /* reporter: an outcome or a message is there */
+    pthread_cond_t slot_cv; /* fetch loop and shutdown: a slot came free */
+    hopper_job_t **held;    /* by slot: every job this process holds, or NULL */
+    hopper_job_t **ready;   /* FIFO of jobs waiting for a thread */
+    size_t nready;
+    hopper_job_t **done; /* outcomes waiting for the reporter */
+    size_t ndone;
+    report_msg_t *msgs;
+    size_t nmsgs, msgs_cap;
+    int busy;     /* slots in use */
+    bool exiting; /* handlers and reporter: finish up */
+    bool abandon; /* reporter: release whatever still runs */
+};
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t quiet_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void on_quiet(int sig)
+{
+    (void)sig;
+    quiet_requested = 1;
+}
+
+/* ---- Slots ---- */
+
+static void slot_fill(worker_process_t *wp, int slot, const job_t *job)
+{
+    worker_slot_t *s = &wp->slots[slot];
+    snprintf(s->id, sizeof(s->id), "%s", job->id);
+    snprintf(s->token, sizeof(s->token), "%s", job->lease_token);
+    atomic_store(&s->used, 1);
+}
+
+static void slot_clear(worker_process_t *wp, int slot)
+{
+    atomic_store(&wp->slots[slot].used, 0);
+}
+
+static int free_slot(worker_process_t *wp)
+{
+    for (int i = 0; i < wp->threads; i++)
+        if (!wp->held[i])
+            return i;
+    return -1;
+}
+
+/* ---- Handler threads ---- */
+
+static void report_cb(void *ctx, const char *job_id, const char *token, int percent,
+                      const char *message, int level, const char *line)
+{
+    worker_process_t *wp = ctx;
+    pthread_mutex_lock(&wp->lock);
+    if (wp->nmsgs == wp->msgs_cap) {
+        wp->msgs_cap = wp->msgs_cap ? 2 * wp->msgs_cap : 16;
+        wp->msgs = hp_realloc(wp->msgs, wp->msgs_cap * sizeof(*wp->msgs));
+    }
+    report_msg_t *m = &wp->msgs[wp->nmsgs++];
+    snprintf(m->id, sizeof(m->id), "%s", job_id);
+    snprintf(m->token, sizeof(m->token), "%s", token);
+    m->percent = line ? -1 : percent;
+    m->level = level;
+    m->text = hp_strdup(line ? line : message ? message : "");
+    pthread_cond_signal(&wp->done_cv);
+    pthread_mutex_unlock(&wp->lock);
+}
+
+static void push_done(worker_process_t *wp, hopper_job_t *hj)
+{
+    wp->done[wp->ndone++] = hj;
+    pthread_cond_signal(&wp->done_cv);
+}
+
+static void *handler_thread(void *arg)
+{
+    worker_process_t *wp = arg;
+    pthread_mutex_lock(&wp->lock);
+    for (;;) {
+        while (wp->nready == 0 && !wp->exiting)
+            pthread_cond_wait(&wp->work_cv, &wp->lock);
+        if (wp->nready == 0)
+            break;
+        hopper_job_t *hj = wp->ready[0];
+        memmove(wp->ready, wp->ready + 1, --wp->nready * sizeof(*wp->ready));
+        pthread_mutex_unlock(&wp->lock);
+        if (hj->type) {
+            worker__job_run(hj, wp->cfg->timeout_grace_ms);
+        } else {
+            hj->failure = hp_sprintf("no handler for type '%s'", hj->job->type);
+            hj->status = HOPPER_FAIL;
+        }
+        pthread_mutex_lock(&wp->lock);
+        push_done(wp, hj);
+    }
+    pthread_mutex_unlock(&wp->lock);
+    return NULL;
+}
+
+/* ---- Reporter ---- */
+
+/* Says what happened to one held job, and lets its slot go. Called with the lock
+ * released; takes it to free the slot. */
+static void forget(worker_process_t *wp, hopper_job_t *hj)
+{
+    pthread_mutex_lock(&wp->lock);
+    slot_clear(wp, hj->slot);
+    wp->held[hj->slot] = NULL;
+    wp->busy--;
+    pthread_cond_broadcast(&wp->slot_cv);
+    pthread_mutex_unlock(&wp->lock);
+    worker__job_free(hj);
+}
+
+static void send_messages(worker_process_t *wp, report_msg_t *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        report_msg_t *m = &msgs[i];
+        int err = m->percent >= 0
+                      ? broker_progress(wp->report_broker, m->id, m->token, m->percent, m->text)
+                      : broker_log(wp->report_broker, m->id, m->token, m->level, m->text);
+        if (err && err != HP_ELEASE && err != HP_ENOTFOUND)
+            hp_warn("worker %s: job %s: progress or log not stored: %s", wp->id, m->id,
+                    broker_errmsg(wp->report_broker));
+        hp_free(m->text);
+    }
+}
+
+/* Reports outcomes; returns how many are left unreported (the broker was down). */
+static size_t send_outcomes(worker_process_t *wp, hopper_job_t **done, size_t n)
+{
+    broker_t *b = wp->report_broker;
+    size_t left = 0;
+    job_ack_t acks[ACK_CHUNK];
+    hopper_job_t *acked[ACK_CHUNK];
+    size_t nacks = 0;
+    for (size_t i = 0; i <= n; i++) {
+        hopper_job_t *hj = i < n ? done[i] : NULL;
+        if (hj && hj->status == HOPPER_OK && nacks < ACK_CHUNK) {
+            acks[nacks] =
+                (job_ack_t){hj->job->id, hj->job->lease_token, hj->result, hj->result_len, 0};
+            acked[nacks++] = hj;
+            continue;
+        }
+        if (nacks && (!hj || nacks == ACK_CHUNK)) {
+            int err = broker_ack_batch(b, acks, nacks);
+            for (size_t k = 0; k < nacks; k++) {
+                if (acks[k].err == HP_EUNAVAIL || (err == HP_EUNAVAIL && acks[k].err)) {
+                    done[left++] = acked[k];
+                    continue;
+                }
+                if (acks[k].err)
+                    hp_info("worker %s: ack of %s refused: %s", wp->id, acked[k]->job->id,
+                            hp_strerror(acks[k].err));
+                forget(wp, acked[k]);
+            }
+            nacks = 0;
+            if (hj && hj->status == HOPPER_OK) {
+                i--; /* this one opens the next chunk */
+                continue;
+            }
+        }
+        if (!hj || hj->status == HOPPER_OK)
+            continue;
+        int err;
+        if (hj->status == (hopper_status_t)-1) /* released: given back unrun */
+            err = broker_release(b, hj->job->id, hj->job->lease_token);
+        else
+            err = broker_fail(b, hj->job->id, hj->job->lease_token,
+                              hj->failure ? hj->failure : "failed (the handler gave no reason)",
+                              hj->status == HOPPER_FAIL, NULL, NULL);
+        if (err == HP_EUNAVAIL) {
+            done[left++] = hj;
+            continue;
+        }
+        forget(wp, hj);
+    }
+    return left;
+}
+
+static void heartbeat(worker_process_t *wp)
+{
+    pthread_mutex_lock(&wp->lock);
+    lease_ref_t *refs = hp_calloc((size_t)wp->threads, sizeof(*refs));
+    hopper_job_t **jobs = hp_calloc((size_t)wp->threads, sizeof(*jobs));
+    char(*ids)[JOB_ID_MAX] = hp_malloc((size_t)wp->threads * sizeof(*ids));
+    char(*tokens)[WORKER_TOKEN_MAX] = hp_malloc((size_t)wp->threads * sizeof(*tokens));
+    size_t n = 0;
+    json_t *running = json_array();
+    for (int i = 0; i < wp->threads; i++) {
+        hopper_job_t *hj = wp->held[i];
+        if (!hj)
+            continue;
+        snprintf(ids[n], JOB_ID_MAX, "%s", hj->job->id);
+        snprintf(tokens[n], WORKER_TOKEN_MAX, "%s", hj->job->lease_token);
+        refs[n] = (lease_ref_t){ids[n], tokens[n]};
+        jobs[n++] = hj;
+        char started[HP_RFC3339_MAX];
+        hp_format_rfc3339_ms(hj->job->started_ms, started);
+        json_array_append_new(running, json_pack("{s:s, s:s, s:s}", "id", hj->job->id, "type",
+                                                 hj->job->type, "started_at", started));
+    }
+    pthread_mutex_unlock(&wp->lock);
+    lease_status_t *st = hp_calloc(n ? n : 1, sizeof(*st));
+    if (n && broker_heartbeat(wp->report_broker, refs, n, wp->cfg->lease_ms, st) == 0) {
+        pthread_mutex_lock(&wp->lock);
+        for (size_t i = 0; i < n; i++) {
+            /* jobs[i] may have been reported and freed since: check it is still held */
+            bool still = false;
+            for (int k = 0; k < wp->threads && !still; k++)
+                still = wp->held[k] == jobs[i];
+            if (still && st[i] != LEASE_HELD)
+                atomic_store(&jobs[i]->canceled, 1);
+        }
+        pthread_mutex_unlock(&wp->lock);
+    }
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    char started[HP_RFC3339_MAX];
+    hp_format_rfc3339_ms(wp->started_ms, started);
+    json_t *queues = json_array();
+    for (size_t i = 0; i < wp->cfg->nqueues; i++)
+        json_array_append_new(queues, json_string(wp->cfg->queues[i].name));
+    char *plugins = worker__plugins_describe(&wp->plugins);
+    json_t *info =
+        json_pack("{s:s, s:s, s:i, s:o, s:o?, s:s, s:i, s:o}", "id", wp->id, "host", host, "pid",
+                  (int)getpid(), "queues", queues, "plugins", json_loads(plugins, 0, NULL),
+                  "started_at", started, "threads", wp->threads, "jobs", running);
+    char *text = json_dumps(info, JSON_COMPACT);
+    if (broker_worker_beat(wp->report_broker, wp->id, text, 3 * wp->cfg->lease_ms))
+        hp_debug("worker %s: registry beat failed: %s", wp->id, broker_errmsg(wp->report_broker));
+    free(text);
+    json_decref(info);
+    hp_free(plugins);
+    hp_free(st);
+    hp_free(tokens);
+    hp_free(ids);
+    hp_free(jobs);
+    hp_free(refs);
+}
+
+/* Past its deadline a job is asked to stop; past the deadline and the grace, a job
+ * on a thread cannot be stopped: fail it, give the others back, and restart. */
+static void check_deadlines(worker_process_t *wp)
+{
+    int64_t now = hp_now_ms();
+    hopper_job_t *hung = NULL;
+    pthread_mutex_lock(&wp->lock);
+    for (int i = 0; i < wp->threads; i++) {
+        hopper_job_t *hj = wp->held[i];
+        if (!hj || now <= hj->deadline_ms)
+            continue;
+        atomic_store(&hj->canceled, 1);
+        bool on_thread = hj->type && hj->type->type.isolation == HOPPER_ISOLATION_THREAD;
+        if (on_thread && now > hj->deadline_ms + wp->cfg->timeout_grace_ms && !hung)
+            hung = hj;
+    }
+    pthread_mutex_unlock(&wp->lock);
+    if (!hung)
+        return;
+    int64_t timeout = hung->job->timeout_ms ? hung->job->timeout_ms : wp->cfg->timeout_ms;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "timed out after %lld s", (long long)((timeout + 999) / 1000));
+    hp_warn("worker %s: job %s %s and did not stop; restarting the process", wp->id, hung->job->id,
+            msg);
+    broker_fail(wp->report_broker, hung->job->id, hung->job->lease_token, msg, false, NULL, NULL);
+    slot_clear(wp, hung->slot);
+    for (int i = 0; i < wp->threads; i++) {
+        hopper_job_t *hj = wp->held[i];
+        if (hj && hj != hung && atomic_load(&wp->slots[i].used)) {
+            broker_release(wp->report_broker, hj->job->id, hj->job->lease_token);
+            slot_clear(wp, i);
+        }
+    }
+    broker_worker_gone(wp->report_broker, wp->id);
+    _exit(WORKER_EXIT_RESTART);
+}
+
+/* On shutdown past the grace: every job still held goes back unrun. */
+static void release_all(worker_process_t *wp)
+{
+    for (int i = 0; i < wp->threads; i++) {
+        if (!atomic_load(&wp->slots[i].used))
+            continue;
+        if (broker_release(wp->report_broker, wp->slots[i].id, wp->slots[i].token) == 0)
+            slot_clear(wp, i);
+    }
+}
+
+static void *reporter_thread(void *arg)
+{
+    worker_process_t *wp = arg;
+    int64_t beat_every = wp->cfg->lease_ms / 3;
+    int64_t next_beat = 0;
+    hopper_job_t **pending = hp_calloc((size_t)wp->threads, sizeof(*pending));
+    size_t npending = 0;
+    for (;;) {
+        pthread_mutex_lock(&wp->lock);
+        if (wp->ndone == 0 && wp->nmsgs == 0 && !wp->exiting && !npending) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000000L; /* deadlines are checked ten times a second */
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&wp->done_cv, &wp->lock, &ts);
+        }
+        report_msg_t *msgs = wp->msgs;
+        size_t nmsgs = wp->nmsgs;
+        wp->msgs = NULL;
+        wp->nmsgs = wp->msgs_cap = 0;
+        memcpy(pending + npending, wp->done, wp->ndone * sizeof(*pending));
+        npending += wp->ndone;
+        wp->ndone = 0;
+        bool exiting = wp->exiting, abandon = wp->abandon;
+        pthread_mutex_unlock(&wp->lock);
+
+        send_messages(wp, msgs, nmsgs); /* before outcomes: a finished job refuses them */
+        hp_free(msgs);
+        npending = send_outcomes(wp, pending, npending);
+        if (npending)
+            hp_sleep_ms(200); /* the broker is down: try again */
+        if (hp_mono_ms() >= next_beat) {
+            heartbeat(wp);
+            next_beat = hp_mono_ms() + beat_every;
+        }
+        if (abandon) {
+            release_all(wp);
+            break;
+        }
+        if (!exiting)
+            check_deadlines(wp);
+        pthread_mutex_lock(&wp->lock);
+        bool finished = exiting && wp->busy == 0;
+        pthread_mutex_unlock(&wp->lock);
+        if (finished)
+            break;
+    }
+    hp_free(pending);
+    return NULL;
+}
+
+/* ---- Fetch loop ---- */
+
+static broker_t *open_broker_retrying(const worker_config_t *cfg)
+{
+    broker_config_t bc = {.url = cfg->redis_url, .strict = cfg->strict};
+    int64_t next_warn = 0;
+    while (!stop_requested) {
+        broker_t *b = NULL;
+        char *msg = NULL;
+        int err = broker_open(&bc, &b, &msg);
+        if (!err)
+            return b;
+        if (err == HP_EINVAL || err == HP_EUNSAFE) {
+            fprintf(stderr, "hopper worker: %s\n", msg);
+            hp_free(msg);
+            _exit(WORKER_EXIT_CONFIG);
+        }
+        if (hp_mono_ms() >= next_warn) {
+            hp_warn("worker: %s; retrying", msg);
+            next_warn = hp_mono_ms() + 10000;
+        }
+        hp_free(msg);
+        hp_sleep_ms(500);
+    }
+    return NULL;
+}
+
+/* Hands a reserved job to the handler threads. Called with the lock held. */
+static void take_job(worker_process_t *wp, job_t *job)
+{
+    const worker_type_t *type = worker__plugins_find(&wp->plugins, job->type);
+    int64_t timeout = job->timeout_ms ? job->timeout_ms : wp->cfg->timeout_ms;
+    hopper_job_t *hj =
+        worker__job_new(job, type, job->started_ms + timeout, JOB_PAYLOAD_DEFAULT_MAX);
+    hj->report = report_cb;
+    hj->report_ctx = wp;
+    hj->slot = free_slot(wp);
+    wp->held[hj->slot] = hj;
+    slot_fill(wp, hj->slot, job);
+    wp->busy++;
+    wp->ready[wp->nready++] = hj;
+    pthread_cond_signal(&wp->work_cv);
+}
+
+/* One round: reserve for the idle threads from the queues in weighted order.
+ * Returns the number of jobs taken; *next_due says when something comes due. */
+static size_t fetch_round(worker_process_t *wp, unsigned *seed, int64_t *next_due)
+{
+    size_t order[WORKER_QUEUES_MAX];
+    worker__queue_order(wp->cfg, seed, order);
+    pthread_mutex_lock(&wp->lock);
+    int idle = wp->threads - wp->busy;
+    pthread_mutex_unlock(&wp->lock);
+    *next_due = 0;
+    for (size_t k = 0; k < wp->cfg->nqueues && idle > 0; k++) {
+        job_list_t list;
+        const char *queue = wp->cfg->queues[order[k]].name;
+        int err =
+            broker_reserve(wp->fetch_broker, queue, (size_t)idle, wp->cfg->lease_ms, wp->id, &list);
+        if (err) {
+            hp_warn("worker %s: reserve from %s: %s", wp->id, queue,
+                    broker_errmsg(wp->fetch_broker));
+            hp_sleep_ms(err == HP_EUNAVAIL ? 500 : 1000);
+            return 0;
+        }
+        if (list.next_due_ms && (!*next_due || list.next_due_ms < *next_due))
+            *next_due = list.next_due_ms;
+        pthread_mutex_lock(&wp->lock);
+        for (size_t i = 0; i < list.n; i++) {
+            take_job(wp, list.jobs[i]);
+            list.jobs[i] = NULL;
+        }
+        pthread_mutex_unlock(&wp->lock);
+        size_t got = list.n;
+        list.n = 0;
+        job_list_cleanup(&list);
+        if (got)
+            return got;
+    }
+    return 0;
+}
+
+static void fetch_loop(worker_process_t *wp)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)hp_mono_us();
+    const char **names = hp_malloc(wp->cfg->nqueues * sizeof(*names));
+    for (size_t i = 0; i < wp->cfg->nqueues; i++)
+        names[i] = wp->cfg->queues[i].name;
+    while (!stop_requested) {
+        if (quiet_requested) {
+            hp_sleep_ms(100);
+            continue;
+        }
+        pthread_mutex_lock(&wp->lock);
+        while (wp->busy == wp->threads && !stop_requested) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&wp->slot_cv, &wp->lock, &ts);
+        }
+        pthread_mutex_unlock(&wp->lock);
+        if (stop_requested)
+            break;
+        int64_t next_due;
+        if (fetch_round(wp, &seed, &next_due) > 0)
+            continue;
+        int64_t wait = FETCH_WAIT_MAX_MS;
+        if (next_due) {
+            int64_t until = next_due - hp_now_ms();
+            wait = until < 1 ? 1 : until < wait ? until : wait;
+        }
+        int rc = broker_wait(wp->fetch_broker, names, wp->cfg->nqueues, wait);
+        if (rc < 0)
+            hp_sleep_ms(500);
+    }
+    hp_free(names);
+}
+
+/* ---- Stopping ---- */
+
+static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t *handlers)
+{
+    pthread_mutex_lock(&wp->lock);
+    for (size_t i = 0; i < wp->nready; i++) { /* not started: give back at once */
+        wp->ready[i]->status = (hopper_status_t)-1;
+        push_done(wp, wp->ready[i]);
+    }
+    wp->nready = 0;
+    int64_t give_up = hp_mono_ms() + wp->cfg->grace_ms;
+    while (wp->busy > 0 && hp_mono_ms() < give_up) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&wp->slot_cv, &wp->lock, &ts);
+    }
+    bool all_done = wp->busy == 0;
+    wp->exiting = true;
+    wp->abandon = !all_done;
+    for (int i = 0; i < wp->threads; i++)
+        if (wp->held[i])
+            atomic_store(&wp->held[i]->canceled, 1);
+    pthread_cond_broadcast(&wp->work_cv);
+    pthread_cond_broadcast(&wp->done_cv);
+    pthread_mutex_unlock(&wp->lock);
+    pthread_join(reporter, NULL);
+    if (all_done) { /* handlers are idle: plugins may shut down cleanly */
+        for (int i = 0; i < wp->threads; i++)
+            pthread_join(handlers[i], NULL);
+        worker__plugins_unload(&wp->plugins);
+    } else {
+        hp_warn("worker %s: grace period over; running jobs were given back to their queues",
+                wp->id);
+    }
+    broker_worker_gone(wp->report_broker, wp->id);
+}
+
+void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int index)
+{
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_quiet;
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGINT, SIG_IGN); /* the supervisor decides what Ctrl-C means */
+    signal(SIGTSTP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    worker_process_t *wp = hp_calloc(1, sizeof(*wp));
+    wp->cfg = cfg;
+    wp->threads = cfg->threads;
+    wp->slots = slots + (size_t)index * (size_t)cfg->threads;
+    char host[200] = "host";
+    gethostname(host, sizeof(host) - 1);
+    for (char *p = host; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", *p))
+            *p = '_';
+    snprintf(wp->id, sizeof(wp->id), "%.100s:%d", host, (int)getpid());
+    wp->started_ms = hp_now_ms();
+    char *msg = NULL;
+    if (worker__plugins_load(&wp->plugins, cfg->plugins, cfg->nplugins, cfg->plugin_config, &msg)) {
+        fprintf(stderr, "hopper worker: %s\n", msg);
+        _exit(WORKER_EXIT_CONFIG);
+    }
+    wp->fetch_broker = open_broker_retrying(cfg);
+    wp->report_broker = wp->fetch_broker ? open_broker_retrying(cfg) : NULL;
+    if (!wp->report_broker)
+        _exit(WORKER_EXIT_STOPPED);
+
+    pthread_mutex_init(&wp->lock, NULL);
+    pthread_cond_init(&wp->work_cv, NULL);
+    pthread_cond_init(&wp->done_cv, NULL);
+    pthread_cond_init(&wp->slot_cv, NULL);
+    wp->held = hp_calloc((size_t)wp->threads, sizeof(*wp->held));
+    wp->ready = hp_calloc((size_t)wp->threads, sizeof(*wp->ready));
+    wp->done = hp_calloc((size_t)wp->threads, sizeof(*wp->done));
+    pthread_t reporter, *handlers = hp_calloc((size_t)wp->threads, sizeof(pthread_t));
+    pthread_create(&reporter, NULL, reporter_thread, wp);
+    for (int i = 0; i < wp->threads; i++)
+        pthread_create(&handlers[i], NULL, handler_thread, wp);
+    hp_info("worker %s: serving %zu queue(s) with %d thread(s)", wp->id, cfg->nqueues, wp->threads);
+
+    fetch_loop(wp);
+    stop_gracefully(wp, reporter, handlers);
+    _exit(WORKER_EXIT_STOPPED);
+}

@@ -1,0 +1,67 @@
+/*
+ * worker/ -- `hopper worker`: a supervisor that runs P worker processes, each with T
+ * handler threads fed by one fetch loop, running the job types that plugins
+ * register (include/hopper/plugin.h). This header is the module's only door.
+ */
+#ifndef HP_WORKER_H
+#define HP_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+
+typedef struct worker_queue_s {
+    char name[JOB_QUEUE_NAME_MAX + 1];
+    int weight; /* "pdf:2": fetched twice as often as weight 1 */
+} worker_queue_t;
+
+#define WORKER_QUEUES_MAX  64
+#define WORKER_PLUGINS_MAX 64
+
+/*
+ * What a worker runs with. Filled, in rising order of precedence, from defaults,
+ * a JSON config file, HOPPER_* environment variables and command-line flags, all
+ * through one table of options (config.c). Owned strings are freed by
+ * worker_config_cleanup.
+ */
+typedef struct worker_config_s {
+    char *redis_url;
+    bool strict; /* refuse an evicting Redis */
+    worker_queue_t queues[WORKER_QUEUES_MAX];
+    size_t nqueues;
+    bool strict_order;                 /* always fetch the first queue with jobs first */
+    char *plugins[WORKER_PLUGINS_MAX]; /* .so files or directories of them */
+    size_t nplugins;
+    char *plugin_config;      /* JSON object text: {"<plugin>": {...}} or NULL */
+    int processes;            /* default: number of cores */
+    int threads;              /* per process; default 8 */
+    int64_t lease_ms;         /* heartbeats come every third of it */
+    int64_t grace_ms;         /* SIGTERM: how long running jobs may finish */
+    int64_t timeout_ms;       /* a job without its own timeout gets this */
+    int64_t timeout_grace_ms; /* past its timeout, how long a job may take to stop */
+    int64_t max_restart_backoff_ms;
+} worker_config_t;
+
+void worker_config_init(worker_config_t *cfg);
+void worker_config_cleanup(worker_config_t *cfg);
+/* Applies one option by name ("queues", "threads", ...) from text; on failure
+ * returns HP_EINVAL with a message naming the option (caller frees with hp_free). */
+int worker_config_set(worker_config_t *cfg, const char *name, const char *value, char **errmsg);
+/* Applies a JSON config file, then HOPPER_* variables, as worker_config_set does. */
+int worker_config_load_file(worker_config_t *cfg, const char *path, char **errmsg);
+int worker_config_load_env(worker_config_t *cfg, char **errmsg);
+/* Checks the whole (queues and plugins given, ...). */
+int worker_config_check(const worker_config_t *cfg, char **errmsg);
+/* "  --name VALUE   help" lines for every option, for --help. */
+void worker_config_print_help(void);
+/* The option names, for building the command line's option table. NULL-terminated. */
+const char *const *worker_config_option_names(void);
+bool worker_config_option_takes_value(const char *name);
+
+/* Runs the supervisor until it is told to stop. Returns the process exit status:
+ * 0 after a graceful stop, 2 when the configuration or a plugin is refused. */
+int worker_run(const worker_config_t *cfg);
+
+#endif
