@@ -79,7 +79,7 @@ typedef enum {
 /* Who frees a buffer handed to the host (after SQLite's SQLITE_STATIC/TRANSIENT):
  * HOPPER_STATIC: the host never frees it and may keep the pointer until the job ends;
  * HOPPER_TRANSIENT: the host copies it at once; any other function: the host calls
- * it on the buffer when done. */
+ * it on the buffer when done -- also when it refuses the buffer. */
 typedef void (*hopper_free_fn)(void *);
 #define HOPPER_STATIC    ((hopper_free_fn)0)
 #define HOPPER_TRANSIENT ((hopper_free_fn)(intptr_t)-1)
@@ -112,12 +112,14 @@ typedef struct hopper_host_api {
     /* Names the plugin; must come first. Returns 0, or -1 (ABI major mismatch). */
     int (*register_plugin)(hopper_plugin_t *p, unsigned abi_version, const char *name,
                            const char *version);
-    /* Returns 0, or -1 if the name is taken or the type is malformed (see errmsg). */
+    /* Returns 0, or -1 if the name is taken or the type is malformed. The host copies
+     * the struct and the name; `ctx` is the plugin's and must live until shutdown. */
     int (*register_type)(hopper_plugin_t *p, const hopper_job_type_t *type);
     /* fn(arg) runs once when the worker process stops. */
     void (*on_shutdown)(hopper_plugin_t *p, void (*fn)(void *arg), void *arg);
-    /* A key of this plugin's config section (the worker's config file
-     * "plugin_config": {"<plugin name>": {...}}), as text; NULL if absent. */
+    /* A key of this plugin's config section (the worker's "plugin_config":
+     * {"<plugin name>": {...}}): a JSON string's text without quotes, any other value
+     * as compact JSON ("25", "true", "[1,2]"); NULL if absent. */
     const char *(*config)(hopper_plugin_t *p, const char *key);
 
     /* -- About the job -- */
@@ -168,7 +170,9 @@ typedef int (*hopper_plugin_init_fn)(const hopper_host_api_t *api, hopper_plugin
 #endif
 
 /* ---- Convenience for plugin code ----
- * HOPPER_USE(api) keeps the table in a static so the wrappers below read well. */
+ * HOPPER_USE(api) keeps the table in a static so the wrappers below read well. The
+ * static is per source file: a plugin of several .c files calls HOPPER_USE in each
+ * (with the api it saved), or defines HOPPER_NO_WRAPPERS and calls api-> itself. */
 #ifndef HOPPER_NO_WRAPPERS
 #if defined(__GNUC__)
 __attribute__((unused))
@@ -254,11 +258,13 @@ static inline int hopper_set_result(hopper_job_t *job, const char *json, size_t 
 {
     return hopper__api->set_result(job, json, len, free_fn);
 }
-/* Sets a JSON result (copied; NULL for none) and returns HOPPER_OK. */
+/* Sets a JSON result (copied; NULL for none) and returns HOPPER_OK; a result that
+ * is not JSON, or too large, fails the job for good instead. */
 static inline hopper_status_t hopper_succeed(hopper_job_t *job, const char *json)
 {
-    if (json)
-        hopper__api->set_result(job, json, 0, HOPPER_TRANSIENT);
+    if (json && hopper__api->set_result(job, json, 0, HOPPER_TRANSIENT) != 0)
+        return hopper__api->set_failure(job, HOPPER_FAIL_PERMANENT,
+                                        "the handler's result is not JSON or is too large");
     return HOPPER_OK;
 }
 #define hopper_log(job, level, ...) hopper__api->log((job), (level), __VA_ARGS__)

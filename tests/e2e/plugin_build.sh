@@ -97,14 +97,43 @@ printf '%s\n' "$syms" | grep -Eq '^[0-9a-fA-F]+ T hopper_plugin_init$' ||
     fail "greeter.so does not export hopper_plugin_init; nm -D shows:
 $syms"
 
-# ---- Hand-off for the worker test ----
-# HOPPER_PLUGIN_BUILD_OUT: a later test runs greeter.so through `hopper worker`.
-if [ -n "${HOPPER_PLUGIN_BUILD_OUT:-}" ]; then
-    mkdir -p "$HOPPER_PLUGIN_BUILD_OUT"
-    cp "$tmp/greeter/greeter.so" "$HOPPER_PLUGIN_BUILD_OUT/" ||
-        fail "cannot copy greeter.so to $HOPPER_PLUGIN_BUILD_OUT"
-    echo "plugin_build: greeter.so copied to $HOPPER_PLUGIN_BUILD_OUT"
-fi
-# ---- (end of the hand-off) ----
+# ---- Run it: the installed `hopper worker` loads the out-of-tree plugin ----
+redis_pid=""
+worker_pid=""
+stop_servers() {
+    if [ -n "$worker_pid" ]; then kill -TERM "$worker_pid" 2>/dev/null; wait "$worker_pid" || true; fi
+    if [ -n "$redis_pid" ]; then kill -KILL "$redis_pid" 2>/dev/null; wait "$redis_pid" || true; fi
+    return 0
+}
+trap 'stop_servers; rm -rf "$tmp"' EXIT
+for _ in $(seq 20); do
+    port=$((20000 + RANDOM % 40000))
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --daemonize no --loglevel warning >"$tmp/redis.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 50); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; redis_pid=""
+done
+[ -n "$redis_pid" ] || fail "could not start a redis-server"
+export HOPPER_REDIS_URL="redis://127.0.0.1:$port"
+hopper="$prefix/bin/hopper"
+"$hopper" worker --queues greetings --plugins "$tmp/greeter/greeter.so" --processes 1 \
+    --threads 1 >"$tmp/worker.log" 2>&1 &
+worker_pid=$!
+id=$("$hopper" enqueue --queue greetings --type greet --payload '{"name":"Ada"}') ||
+    fail "enqueue failed"
+state=""
+for _ in $(seq 200); do
+    out=$("$hopper" job "$id")
+    case "$out" in *'"state": "succeeded"'*) state=succeeded; break ;; esac
+    sleep 0.05
+done
+[ "$state" = succeeded ] || { cat "$tmp/worker.log" >&2; fail "greet job did not succeed: $out"; }
+case "$out" in *'hello, Ada'*) ;; *) fail "greet result lacks the greeting: $out" ;; esac
+echo "plugin_build: the worker ran greeter.so: $id succeeded"
 
 echo "plugin_build: ok"
