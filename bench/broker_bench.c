@@ -9,7 +9,12 @@
  * Every broker call's return code is checked: on error the program prints the
  * call and broker_errmsg() and exits 1.
  */
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,8 @@
 static const char *g_url;
 static long g_n; /* --n: overrides the scenario's default size; 0 = default */
 static bool g_allow_flush;
+static const char *g_hopper; /* --hopper: the hopper binary, for worker_* scenarios */
+static const char *g_plugin; /* --plugin: bench_plugin.so */
 
 /* ---- Helpers ---- */
 
@@ -91,6 +98,8 @@ static void make_payload(char out[PAYLOAD_LEN + 1], long i)
 }
 
 /* Enqueues `total` jobs into `queue` in batches of up to BATCH. */
+static const char *g_job_type = "email.send"; /* what enqueue_batched submits */
+
 static void enqueue_batched(broker_t *b, const char *queue, long total)
 {
     static char payloads[BATCH][PAYLOAD_LEN + 1];
@@ -101,7 +110,7 @@ static void enqueue_batched(broker_t *b, const char *queue, long total)
         for (size_t i = 0; i < n; i++) {
             make_payload(payloads[i], done + (long)i);
             specs[i] = (job_spec_t){.queue = queue,
-                                    .type = "email.send",
+                                    .type = g_job_type,
                                     .payload = payloads[i],
                                     .payload_len = PAYLOAD_LEN};
         }
@@ -477,6 +486,152 @@ static void sc_memory(void)
 
 /* ---- Main ---- */
 
+/* ---- worker_*: the real `hopper worker` binary, end to end ---- */
+
+static pid_t start_worker(const char *queue, int processes, int threads)
+{
+    if (!g_hopper || !g_plugin)
+        die("worker scenarios need --hopper PATH and --plugin PATH");
+    char sp[16], st[16];
+    snprintf(sp, sizeof(sp), "%d", processes);
+    snprintf(st, sizeof(st), "%d", threads);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("HOPPER_REDIS_URL", g_url, 1);
+        setenv("HOPPER_LOG_LEVEL", "warn", 1);
+        execl(g_hopper, "hopper", "worker", "--queues", queue, "--plugins", g_plugin, "--processes",
+              sp, "--threads", st, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop_worker(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+static void wait_succeeded(broker_t *b, const char *queue, long n, int64_t timeout_ms)
+{
+    int64_t give_up = hp_mono_ms() + timeout_ms;
+    for (;;) {
+        queue_stats_t st;
+        CHECK(b, broker_queue_stats(b, queue, &st));
+        if (st.succeeded_total >= n)
+            return;
+        if (st.dead_total || st.failed_total)
+            die("worker: %lld dead, %lld failed attempts", (long long)st.dead_total,
+                (long long)st.failed_total);
+        if (hp_mono_ms() > give_up)
+            die("worker: only %lld of %ld jobs succeeded in time", (long long)st.succeeded_total,
+                n);
+        hp_sleep_ms(2);
+    }
+}
+
+/* worker_drain: N no-op jobs queued first, then one worker (2 processes x 8 threads)
+ * drains them; jobs/s from its start to the last ack. */
+static void sc_worker_drain(void)
+{
+    long n = size_or(200000);
+    char queue[JOB_QUEUE_NAME_MAX + 1];
+    fresh_queue(queue, sizeof(queue), "worker_drain");
+    broker_t *b = open_broker();
+    g_job_type = "bench.noop";
+    enqueue_batched(b, queue, n);
+    int64_t t0 = hp_mono_us();
+    pid_t pid = start_worker(queue, 2, 8);
+    wait_succeeded(b, queue, n, 600000);
+    int64_t us = hp_mono_us() - t0;
+    stop_worker(pid);
+    broker_close(b);
+    printf("worker_drain jobs_per_s %.0f\n", per_s(n, us));
+}
+
+/* The largest VmRSS (KiB) among the processes whose parent is `parent`. */
+static long children_rss_kib(pid_t parent)
+{
+    long best = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[4096];
+        snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        long ppid = -1, rss = 0;
+        while (fgets(buf, sizeof(buf), f)) {
+            sscanf(buf, "PPid: %ld", &ppid);
+            sscanf(buf, "VmRSS: %ld", &rss);
+        }
+        fclose(f);
+        if (ppid == parent && rss > best)
+            best = rss;
+    }
+    if (d)
+        closedir(d);
+    return best;
+}
+
+static int compare_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* worker_latency: an idle worker (2 x 8) gets jobs at a steady 500/s; latency from
+ * just before enqueue to the handler's start (both wall clock, same machine). Also
+ * the worker processes' resident memory while idle. */
+static void sc_worker_latency(void)
+{
+    long n = size_or(2500);
+    char queue[JOB_QUEUE_NAME_MAX + 1];
+    fresh_queue(queue, sizeof(queue), "worker_latency");
+    broker_t *b = open_broker();
+    queue_conf_t conf = {0};
+    conf.keep_count[JOB_STATE_SUCCEEDED] = n + 10;
+    CHECK(b, broker_queue_configure(b, queue, &conf));
+    pid_t pid = start_worker(queue, 2, 8);
+    hp_sleep_ms(1000);
+    long rss = children_rss_kib(pid);
+    char(*ids)[JOB_ID_MAX] = hp_malloc((size_t)n * sizeof(*ids));
+    int64_t *sent = hp_malloc((size_t)n * sizeof(int64_t));
+    int64_t t0 = hp_mono_us();
+    for (long i = 0; i < n; i++) {
+        int64_t due = t0 + i * 2000; /* 500 jobs/s */
+        while (hp_mono_us() < due)
+            hp_sleep_ms(0);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        sent[i] = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        job_spec_t spec = {.queue = queue, .type = "bench.stamp"};
+        enqueue_result_t res;
+        CHECK(b, broker_enqueue(b, &spec, 1, &res));
+        memcpy(ids[i], res.id, JOB_ID_MAX);
+    }
+    wait_succeeded(b, queue, n, 60000);
+    int64_t *lat = hp_malloc((size_t)n * sizeof(int64_t));
+    for (long i = 0; i < n; i++) {
+        job_t *job;
+        CHECK(b, broker_get(b, ids[i], &job));
+        const char *at = job->result ? strstr(job->result, "\"start_us\":") : NULL;
+        lat[i] = at ? atoll(at + 11) - sent[i] : 0;
+        job_free(job);
+    }
+    qsort(lat, (size_t)n, sizeof(int64_t), compare_i64);
+    stop_worker(pid);
+    printf("worker_latency p50_us %lld\n", (long long)lat[n / 2]);
+    printf("worker_latency p99_us %lld\n", (long long)lat[n * 99 / 100]);
+    printf("worker_rss idle_kib %ld\n", rss);
+    hp_free(lat);
+    hp_free(sent);
+    hp_free(ids);
+    broker_close(b);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -485,6 +640,7 @@ static const struct {
     {"reserve_ack_1", sc_reserve_ack_1},   {"reserve_ack_8", sc_reserve_ack_8},
     {"reserve_ackb_1", sc_reserve_ackb_1}, {"reserve_ackb_8", sc_reserve_ackb_8},
     {"wake_latency", sc_wake_latency},     {"memory", sc_memory},
+    {"worker_drain", sc_worker_drain},     {"worker_latency", sc_worker_latency},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -509,6 +665,10 @@ int main(int argc, char **argv)
             g_n = strtol(argv[++i], NULL, 10);
             if (g_n <= 0)
                 die("--n: expected a positive number, got %s", argv[i]);
+        } else if (strcmp(argv[i], "--hopper") == 0 && i + 1 < argc) {
+            g_hopper = argv[++i];
+        } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
+            g_plugin = argv[++i];
         } else if (strcmp(argv[i], "--allow-flush") == 0) {
             g_allow_flush = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {

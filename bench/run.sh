@@ -18,12 +18,12 @@ QUICK=${BENCH_QUICK:-0}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_RUNS must be a positive number" >&2; exit 2; }
 
 SCENARIOS=(enqueue_single enqueue_batch reserve_ack_1 reserve_ack_8 reserve_ackb_1 reserve_ackb_8
-           wake_latency memory)
+           wake_latency memory worker_drain worker_latency)
 declare -A SIZE=()
 RB_N=200000
 if [[ $QUICK != 0 ]]; then
     SIZE=([enqueue_single]=500 [enqueue_batch]=5000 [reserve_ack_1]=2000 [reserve_ack_8]=4000
-          [reserve_ackb_1]=2000 [reserve_ackb_8]=4000
+          [reserve_ackb_1]=2000 [reserve_ackb_8]=4000 [worker_drain]=5000 [worker_latency]=100
           [wake_latency]=20 [memory]=10000)
     RB_N=10000
 fi
@@ -32,11 +32,11 @@ for tool in redis-server redis-cli redis-benchmark cmake; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found in PATH" >&2; exit 1; }
 done
 
-# ---- Build (incremental; only the bench target and what it links) ----
+# ---- Build (incremental: the bench, the hopper binary and the bench plugin) ----
 if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
     cmake -S "$ROOT" -B "$BUILD_DIR" -DHOPPER_TESTS=OFF >/dev/null
 fi
-if ! build_log=$(cmake --build "$BUILD_DIR" -j2 --target broker_bench 2>&1); then
+if ! build_log=$(cmake --build "$BUILD_DIR" -j2 --target broker_bench hopper bench_plugin 2>&1); then
     echo "$build_log" >&2
     echo "run.sh: build failed" >&2
     exit 1
@@ -133,6 +133,7 @@ for run in $(seq 1 "$RUNS"); do
         args=(--redis "$URL")
         [[ -n ${SIZE[$sc]:-} ]] && args+=(--n "${SIZE[$sc]}")
         [[ $sc == memory ]] && args+=(--allow-flush)
+        [[ $sc == worker_* ]] && args+=(--hopper "$BUILD_DIR/cli/hopper" --plugin "$BUILD_DIR/bench/bench_plugin.so")
         if ! out=$("$BENCH" "${args[@]}" "$sc" 2>"$TMP/stderr"); then
             echo "$out"
             cat "$TMP/stderr" >&2
@@ -149,7 +150,8 @@ elapsed=$(($(date +%s) - t_start))
 # ---- Summary: medians over the runs ----
 # Rows in a fixed order; "<figure> <metric>" keys as broker_bench prints them.
 ORDER="enqueue_single:jobs_per_s enqueue_batch:jobs_per_s reserve_ack_1:jobs_per_s
-reserve_ack_8:jobs_per_s reserve_ackb_1:jobs_per_s reserve_ackb_8:jobs_per_s wake_latency:p50_us wake_latency:p99_us memory:bytes_per_job
+reserve_ack_8:jobs_per_s reserve_ackb_1:jobs_per_s reserve_ackb_8:jobs_per_s
+worker_drain:jobs_per_s worker_latency:p50_us worker_latency:p99_us worker_rss:idle_kib wake_latency:p50_us wake_latency:p99_us memory:bytes_per_job
 redis_rpush:requests_per_s redis_lpop:requests_per_s redis_rpush_P16:requests_per_s
 redis_lpop_P16:requests_per_s"
 echo

@@ -33,6 +33,8 @@ static const option_t options[] = {
     {"plugins", OPT_LIST, OFF(plugins), 0, 0, "plugin .so files or directories of them"},
     {"processes", OPT_INT, OFF(processes), 1, 256, "worker processes (default: cores)"},
     {"threads", OPT_INT, OFF(threads), 1, 1024, "handler threads per process (default 8)"},
+    {"prefetch", OPT_INT, OFF(prefetch), 1, 64,
+     "jobs a process holds per thread, running or next in line (default 4)"},
     {"redis", OPT_STRING, OFF(redis_url), 0, 0, "broker URL (default redis://127.0.0.1:6379)"},
     {"strict-order", OPT_BOOL, OFF(strict_order), 0, 0, "fetch queues strictly in the order given"},
     {"lease", OPT_DURATION, OFF(lease_ms), 300, DAY_MS,
@@ -54,6 +56,7 @@ void worker_config_init(worker_config_t *cfg)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->processes = cores > 0 ? (int)cores : 1;
     cfg->threads = 8;
+    cfg->prefetch = 4;
     cfg->lease_ms = 30000;
     cfg->grace_ms = 25000;
     cfg->timeout_ms = 30LL * 60 * 1000;

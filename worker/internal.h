@@ -107,6 +107,12 @@ void worker__job_run(struct hopper_job *hj, int64_t timeout_grace_ms);
 void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int index)
     __attribute__((noreturn));
 
+/* Jobs one process may hold: threads x prefetch (its share of the slot table). */
+static inline int worker__capacity(const worker_config_t *cfg)
+{
+    return cfg->threads * cfg->prefetch;
+}
+
 /* ---- Queue choice (config.c) ---- */
 
 /* Fills `order` with queue indexes in the order to try: by weight at random, or

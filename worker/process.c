@@ -40,6 +40,7 @@ struct worker_process_s {
     worker_plugins_t plugins;
     worker_slot_t *slots;
     int threads;
+    int capacity; /* jobs held at most: threads x prefetch */
     char id[WORKER_ID_MAX];
     int64_t started_ms;
     broker_t *fetch_broker;
@@ -93,7 +94,7 @@ static void slot_clear(worker_process_t *wp, int slot)
 
 static int free_slot(worker_process_t *wp)
 {
-    for (int i = 0; i < wp->threads; i++)
+    for (int i = 0; i < wp->capacity; i++)
         if (!wp->held[i])
             return i;
     return -1;
@@ -137,6 +138,9 @@ static void *handler_thread(void *arg)
             break;
         hopper_job_t *hj = wp->ready[0];
         memmove(wp->ready, wp->ready + 1, --wp->nready * sizeof(*wp->ready));
+        /* The timeout runs from here: waiting for a thread is not the job's time. */
+        int64_t timeout = hj->job->timeout_ms ? hj->job->timeout_ms : wp->cfg->timeout_ms;
+        hj->deadline_ms = hp_now_ms() + timeout;
         pthread_mutex_unlock(&wp->lock);
         if (hj->type) {
             worker__job_run(hj, wp->cfg->timeout_grace_ms);
@@ -235,13 +239,13 @@ static size_t send_outcomes(worker_process_t *wp, hopper_job_t **done, size_t n)
 static void heartbeat(worker_process_t *wp)
 {
     pthread_mutex_lock(&wp->lock);
-    lease_ref_t *refs = hp_calloc((size_t)wp->threads, sizeof(*refs));
-    hopper_job_t **jobs = hp_calloc((size_t)wp->threads, sizeof(*jobs));
-    char(*ids)[JOB_ID_MAX] = hp_malloc((size_t)wp->threads * sizeof(*ids));
-    char(*tokens)[WORKER_TOKEN_MAX] = hp_malloc((size_t)wp->threads * sizeof(*tokens));
+    lease_ref_t *refs = hp_calloc((size_t)wp->capacity, sizeof(*refs));
+    hopper_job_t **jobs = hp_calloc((size_t)wp->capacity, sizeof(*jobs));
+    char(*ids)[JOB_ID_MAX] = hp_malloc((size_t)wp->capacity * sizeof(*ids));
+    char(*tokens)[WORKER_TOKEN_MAX] = hp_malloc((size_t)wp->capacity * sizeof(*tokens));
     size_t n = 0;
     json_t *running = json_array();
-    for (int i = 0; i < wp->threads; i++) {
+    for (int i = 0; i < wp->capacity; i++) {
         hopper_job_t *hj = wp->held[i];
         if (!hj)
             continue;
@@ -261,7 +265,7 @@ static void heartbeat(worker_process_t *wp)
         for (size_t i = 0; i < n; i++) {
             /* jobs[i] may have been reported and freed since: check it is still held */
             bool still = false;
-            for (int k = 0; k < wp->threads && !still; k++)
+            for (int k = 0; k < wp->capacity && !still; k++)
                 still = wp->held[k] == jobs[i];
             if (still && st[i] != LEASE_HELD)
                 atomic_store(&jobs[i]->canceled, 1);
@@ -300,10 +304,10 @@ static void check_deadlines(worker_process_t *wp)
     int64_t now = hp_now_ms();
     hopper_job_t *hung = NULL;
     pthread_mutex_lock(&wp->lock);
-    for (int i = 0; i < wp->threads; i++) {
+    for (int i = 0; i < wp->capacity; i++) {
         hopper_job_t *hj = wp->held[i];
-        if (!hj || now <= hj->deadline_ms)
-            continue;
+        if (!hj || !hj->deadline_ms || now <= hj->deadline_ms)
+            continue; /* not started yet, or in time */
         atomic_store(&hj->canceled, 1);
         bool on_thread = hj->type && hj->type->type.isolation == HOPPER_ISOLATION_THREAD;
         if (on_thread && now > hj->deadline_ms + wp->cfg->timeout_grace_ms && !hung)
@@ -319,7 +323,7 @@ static void check_deadlines(worker_process_t *wp)
             msg);
     broker_fail(wp->report_broker, hung->job->id, hung->job->lease_token, msg, false, NULL, NULL);
     slot_clear(wp, hung->slot);
-    for (int i = 0; i < wp->threads; i++) {
+    for (int i = 0; i < wp->capacity; i++) {
         hopper_job_t *hj = wp->held[i];
         if (hj && hj != hung && atomic_load(&wp->slots[i].used)) {
             broker_release(wp->report_broker, hj->job->id, hj->job->lease_token);
@@ -333,7 +337,7 @@ static void check_deadlines(worker_process_t *wp)
 /* On shutdown past the grace: every job still held goes back unrun. */
 static void release_all(worker_process_t *wp)
 {
-    for (int i = 0; i < wp->threads; i++) {
+    for (int i = 0; i < wp->capacity; i++) {
         if (!atomic_load(&wp->slots[i].used))
             continue;
         if (broker_release(wp->report_broker, wp->slots[i].id, wp->slots[i].token) == 0)
@@ -346,7 +350,7 @@ static void *reporter_thread(void *arg)
     worker_process_t *wp = arg;
     int64_t beat_every = wp->cfg->lease_ms / 3;
     int64_t next_beat = 0;
-    hopper_job_t **pending = hp_calloc((size_t)wp->threads, sizeof(*pending));
+    hopper_job_t **pending = hp_calloc((size_t)wp->capacity, sizeof(*pending));
     size_t npending = 0;
     for (;;) {
         pthread_mutex_lock(&wp->lock);
@@ -426,9 +430,7 @@ static broker_t *open_broker_retrying(const worker_config_t *cfg)
 static void take_job(worker_process_t *wp, job_t *job)
 {
     const worker_type_t *type = worker__plugins_find(&wp->plugins, job->type);
-    int64_t timeout = job->timeout_ms ? job->timeout_ms : wp->cfg->timeout_ms;
-    hopper_job_t *hj =
-        worker__job_new(job, type, job->started_ms + timeout, JOB_PAYLOAD_DEFAULT_MAX);
+    hopper_job_t *hj = worker__job_new(job, type, 0, JOB_PAYLOAD_DEFAULT_MAX);
     hj->report = report_cb;
     hj->report_ctx = wp;
     hj->slot = free_slot(wp);
@@ -446,7 +448,7 @@ static size_t fetch_round(worker_process_t *wp, unsigned *seed, int64_t *next_du
     size_t order[WORKER_QUEUES_MAX];
     worker__queue_order(wp->cfg, seed, order);
     pthread_mutex_lock(&wp->lock);
-    int idle = wp->threads - wp->busy;
+    int idle = wp->capacity - wp->busy;
     pthread_mutex_unlock(&wp->lock);
     *next_due = 0;
     for (size_t k = 0; k < wp->cfg->nqueues && idle > 0; k++) {
@@ -489,7 +491,7 @@ static void fetch_loop(worker_process_t *wp)
             continue;
         }
         pthread_mutex_lock(&wp->lock);
-        while (wp->busy == wp->threads && !stop_requested) {
+        while (wp->busy == wp->capacity && !stop_requested) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -537,7 +539,7 @@ static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t 
     bool all_done = wp->busy == 0;
     wp->exiting = true;
     wp->abandon = !all_done;
-    for (int i = 0; i < wp->threads; i++)
+    for (int i = 0; i < wp->capacity; i++)
         if (wp->held[i])
             atomic_store(&wp->held[i]->canceled, 1);
     pthread_cond_broadcast(&wp->work_cv);
@@ -568,7 +570,8 @@ void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int 
     worker_process_t *wp = hp_calloc(1, sizeof(*wp));
     wp->cfg = cfg;
     wp->threads = cfg->threads;
-    wp->slots = slots + (size_t)index * (size_t)cfg->threads;
+    wp->capacity = worker__capacity(cfg);
+    wp->slots = slots + (size_t)index * (size_t)wp->capacity;
     char host[200] = "host";
     gethostname(host, sizeof(host) - 1);
     for (char *p = host; *p; p++)
@@ -590,9 +593,9 @@ void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int 
     pthread_cond_init(&wp->work_cv, NULL);
     pthread_cond_init(&wp->done_cv, NULL);
     pthread_cond_init(&wp->slot_cv, NULL);
-    wp->held = hp_calloc((size_t)wp->threads, sizeof(*wp->held));
-    wp->ready = hp_calloc((size_t)wp->threads, sizeof(*wp->ready));
-    wp->done = hp_calloc((size_t)wp->threads, sizeof(*wp->done));
+    wp->held = hp_calloc((size_t)wp->capacity, sizeof(*wp->held));
+    wp->ready = hp_calloc((size_t)wp->capacity, sizeof(*wp->ready));
+    wp->done = hp_calloc((size_t)wp->capacity, sizeof(*wp->done));
     pthread_t reporter, *handlers = hp_calloc((size_t)wp->threads, sizeof(pthread_t));
     pthread_create(&reporter, NULL, reporter_thread, wp);
     for (int i = 0; i < wp->threads; i++)

@@ -68,7 +68,7 @@ static const char *describe_exit(int status, char *buf, size_t len)
 static void settle_slots(const worker_config_t *cfg, broker_t **b, worker_slot_t *slots,
                          const char *why, bool give_back)
 {
-    for (int i = 0; i < cfg->threads; i++) {
+    for (int i = 0; i < worker__capacity(cfg); i++) {
         worker_slot_t *s = &slots[i];
         if (!atomic_load(&s->used))
             continue;
@@ -135,7 +135,7 @@ int worker_run(const worker_config_t *cfg)
     int rc = check_plugins(cfg);
     if (rc)
         return rc;
-    size_t nslots = (size_t)cfg->processes * (size_t)cfg->threads;
+    size_t nslots = (size_t)cfg->processes * (size_t)worker__capacity(cfg);
     worker_slot_t *slots = mmap(NULL, nslots * sizeof(worker_slot_t), PROT_READ | PROT_WRITE,
                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED) {
@@ -197,7 +197,7 @@ int worker_run(const worker_config_t *cfg)
         if (i == cfg->processes)
             continue; /* not ours (a fork-isolated job's child is reaped by its thread) */
         children[i].pid = 0;
-        worker_slot_t *mine = slots + (size_t)i * (size_t)cfg->threads;
+        worker_slot_t *mine = slots + (size_t)i * (size_t)worker__capacity(cfg);
         char why[128];
         describe_exit(status, why, sizeof(why));
         bool we_killed = forwarded_stops > 1;

@@ -37,6 +37,7 @@ typedef struct worker_config_s {
     char *plugin_config;      /* JSON object text: {"<plugin>": {...}} or NULL */
     int processes;            /* default: number of cores */
     int threads;              /* per process; default 8 */
+    int prefetch;             /* jobs held per thread, running or next in line; default 4 */
     int64_t lease_ms;         /* heartbeats come every third of it */
     int64_t grace_ms;         /* SIGTERM: how long running jobs may finish */
     int64_t timeout_ms;       /* a job without its own timeout gets this */
