@@ -65,7 +65,7 @@ int broker_ping(broker_t *b)
 
 static int check_queue(broker_t *b, const char *queue)
 {
-    if (!broker__queue_name_valid(queue))
+    if (!job_queue_name_valid(queue))
         return broker__error(b, HP_EINVAL,
                              "queue: must be 1-%d characters of A-Z a-z 0-9 . _ -, got \"%.80s\"",
                              JOB_QUEUE_NAME_MAX, queue ? queue : "");

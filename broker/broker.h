@@ -162,6 +162,8 @@ void job_free(job_t *job);
 /* The job as a JSON object (text), for the CLI and the API. hp_free() the result. */
 char *job_to_json(const job_t *job, int indent);
 
+/* 1-64 characters of A-Z a-z 0-9 . _ - */
+bool job_queue_name_valid(const char *name);
 /* Splits "<ULID>-<queue>"; false when `id` is not a well-formed job id. */
 bool job_id_parse(const char *id, char ulid[HP_ULID_LEN + 1], char queue[JOB_QUEUE_NAME_MAX + 1]);
 

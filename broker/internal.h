@@ -72,7 +72,6 @@ int broker__error(broker_t *b, int err, const char *fmt, ...) __attribute__((for
 
 /* ---- Job model (job.c) ---- */
 
-bool broker__queue_name_valid(const char *name);
 /* Checks a spec against the limits in broker.h; on failure writes a message that
  * names the field into errbuf and returns HP_EINVAL or HP_ETOOBIG. */
 int broker__validate_spec(const job_spec_t *spec, size_t max_payload, char *errbuf, size_t errlen);

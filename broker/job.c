@@ -41,7 +41,7 @@ int job_state_parse(const char *name)
     return -1;
 }
 
-bool broker__queue_name_valid(const char *name)
+bool job_queue_name_valid(const char *name)
 {
     size_t len = name ? strlen(name) : 0;
     if (len == 0 || len > JOB_QUEUE_NAME_MAX)
@@ -58,7 +58,7 @@ bool job_id_parse(const char *id, char ulid[HP_ULID_LEN + 1], char queue[JOB_QUE
 {
     size_t len = id ? strnlen(id, JOB_ID_MAX) : 0;
     if (len < HP_ULID_LEN + 2 || len >= JOB_ID_MAX || id[HP_ULID_LEN] != '-' ||
-        !hp_ulid_valid(id, HP_ULID_LEN) || !broker__queue_name_valid(id + HP_ULID_LEN + 1))
+        !hp_ulid_valid(id, HP_ULID_LEN) || !job_queue_name_valid(id + HP_ULID_LEN + 1))
         return false;
     memcpy(ulid, id, HP_ULID_LEN);
     ulid[HP_ULID_LEN] = '\0';
@@ -149,7 +149,7 @@ static int validate_retries(const job_spec_t *s, char *errbuf, size_t errlen)
 
 int broker__validate_spec(const job_spec_t *s, size_t max_payload, char *errbuf, size_t errlen)
 {
-    if (!broker__queue_name_valid(s->queue))
+    if (!job_queue_name_valid(s->queue))
         REFUSE(HP_EINVAL, "queue: must be 1-%d characters of A-Z a-z 0-9 . _ -, got \"%.80s\"",
                JOB_QUEUE_NAME_MAX, s->queue ? s->queue : "");
     if (!type_name_valid(s->type))
