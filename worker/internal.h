@@ -27,8 +27,16 @@
 
 #define WORKER_TOKEN_MAX 48
 
+/* Slot states: what the supervisor does with the job if the process dies. */
+enum {
+    SLOT_FREE = 0,
+    SLOT_HELD = 1,     /* leased, not started: give it back unrun */
+    SLOT_RUNNING = 2,  /* a handler runs it: fail it with the reason (the attempt counts) */
+    SLOT_FINISHED = 3, /* handled, outcome not yet stored: give it back (it re-runs) */
+};
+
 typedef struct worker_slot_s {
-    atomic_int used; /* written last when filled, first when cleared */
+    atomic_int used; /* a SLOT_* state, written last when filled, first when cleared */
     char id[JOB_ID_MAX];
     char token[WORKER_TOKEN_MAX];
 } worker_slot_t;

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,12 +85,12 @@ static void slot_fill(worker_process_t *wp, int slot, const job_t *job)
     worker_slot_t *s = &wp->slots[slot];
     snprintf(s->id, sizeof(s->id), "%s", job->id);
     snprintf(s->token, sizeof(s->token), "%s", job->lease_token);
-    atomic_store(&s->used, 1);
+    atomic_store(&s->used, SLOT_HELD);
 }
 
 static void slot_clear(worker_process_t *wp, int slot)
 {
-    atomic_store(&wp->slots[slot].used, 0);
+    atomic_store(&wp->slots[slot].used, SLOT_FREE);
 }
 
 static int free_slot(worker_process_t *wp)
@@ -141,6 +142,7 @@ static void *handler_thread(void *arg)
         /* The timeout runs from here: waiting for a thread is not the job's time. */
         int64_t timeout = hj->job->timeout_ms ? hj->job->timeout_ms : wp->cfg->timeout_ms;
         hj->deadline_ms = hp_now_ms() + timeout;
+        atomic_store(&wp->slots[hj->slot].used, SLOT_RUNNING);
         pthread_mutex_unlock(&wp->lock);
         if (hj->type) {
             worker__job_run(hj, wp->cfg->timeout_grace_ms);
@@ -148,6 +150,7 @@ static void *handler_thread(void *arg)
             hj->failure = hp_sprintf("no handler for type '%s'", hj->job->type);
             hj->status = HOPPER_FAIL;
         }
+        atomic_store(&wp->slots[hj->slot].used, SLOT_FINISHED);
         pthread_mutex_lock(&wp->lock);
         push_done(wp, hj);
     }
@@ -374,6 +377,10 @@ static void *reporter_thread(void *arg)
         bool exiting = wp->exiting, abandon = wp->abandon;
         pthread_mutex_unlock(&wp->lock);
 
+        if (abandon) /* stopping past the grace: a job the stop interrupted goes back */
+            for (size_t i = 0; i < npending; i++)
+                if (pending[i]->status != HOPPER_OK)
+                    pending[i]->status = (hopper_status_t)-1;
         send_messages(wp, msgs, nmsgs); /* before outcomes: a finished job refuses them */
         hp_free(msgs);
         npending = send_outcomes(wp, pending, npending);
@@ -559,6 +566,11 @@ static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t 
 
 void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int index)
 {
+    /* If the supervisor dies, stop gracefully rather than serve unsupervised. */
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        raise(SIGTERM);
     struct sigaction sa = {.sa_handler = on_stop};
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = on_quiet;

@@ -70,8 +70,11 @@ static void settle_slots(const worker_config_t *cfg, broker_t **b, worker_slot_t
 {
     for (int i = 0; i < worker__capacity(cfg); i++) {
         worker_slot_t *s = &slots[i];
-        if (!atomic_load(&s->used))
+        int state = atomic_load(&s->used);
+        if (state == SLOT_FREE)
             continue;
+        /* Only a job that was running can have killed the process. */
+        bool back = give_back || state != SLOT_RUNNING;
         if (!*b) {
             broker_config_t bc = {.url = cfg->redis_url};
             char *msg = NULL;
@@ -81,11 +84,11 @@ static void settle_slots(const worker_config_t *cfg, broker_t **b, worker_slot_t
                 return; /* their leases will expire and recovery takes over */
             }
         }
-        int err = give_back ? broker_release(*b, s->id, s->token)
-                            : broker_fail(*b, s->id, s->token, why, false, NULL, NULL);
+        int err = back ? broker_release(*b, s->id, s->token)
+                       : broker_fail(*b, s->id, s->token, why, false, NULL, NULL);
         if (err && err != HP_ELEASE && err != HP_ENOTFOUND)
             hp_error("worker: job %s: %s", s->id, broker_errmsg(*b));
-        else if (!give_back)
+        else if (!back)
             hp_warn("worker: job %s failed: %s", s->id, why);
         atomic_store(&s->used, 0);
     }

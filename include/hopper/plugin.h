@@ -115,7 +115,8 @@ typedef struct hopper_host_api {
     /* Returns 0, or -1 if the name is taken or the type is malformed. The host copies
      * the struct and the name; `ctx` is the plugin's and must live until shutdown. */
     int (*register_type)(hopper_plugin_t *p, const hopper_job_type_t *type);
-    /* fn(arg) runs once when the worker process stops. */
+    /* fn(arg) runs once when the worker process stops. (The supervisor also loads
+     * each plugin once at start to check it: init and shutdown run there too.) */
     void (*on_shutdown)(hopper_plugin_t *p, void (*fn)(void *arg), void *arg);
     /* A key of this plugin's config section (the worker's "plugin_config":
      * {"<plugin name>": {...}}): a JSON string's text without quotes, any other value
