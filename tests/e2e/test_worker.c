@@ -1016,8 +1016,14 @@ static void test_quiet_then_stop(void **state)
     const char *q = test_queue_name("quiet");
     worker_t *w = START_WORKER(q, 1, 2, "--lease", "30s");
     assert_int_equal(kill(w->pid, SIGTSTP), 0);
-    for (int i = 0; i < 200 && !contains(worker_log(w), "quiet"); i++)
+    for (int i = 0; i < 200; i++) {
+        char *log = worker_log(w);
+        bool heard = contains(log, "quiet");
+        free(log);
+        if (heard)
+            break;
         hp_sleep_ms(10);
+    }
     hp_sleep_ms(300); /* the process has had time to hear it */
     jid_t id = ENQ(.queue = q, .type = "test.noop");
     hp_sleep_ms(1500);
