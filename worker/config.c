@@ -3,7 +3,6 @@
  * JSON file, HOPPER_* environment variables and command-line flags (nginx's
  * ngx_command_t, Redis's static_configs[]).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -229,7 +229,7 @@ static void frame_write(int fd, char kind, const void *a, size_t alen, const voi
     uint32_t len = (uint32_t)(alen + blen);
     char head[5] = {kind};
     memcpy(head + 1, &len, 4);
-    struct iovec {
+    struct frame_part {
         const void *p;
         size_t n;
     } parts[3] = {{head, 5}, {a, alen}, {b, blen}};

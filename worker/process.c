@@ -187,55 +187,59 @@ static void send_messages(worker_process_t *wp, report_msg_t *msgs, size_t n)
     }
 }
 
-/* Reports outcomes; returns how many are left unreported (the broker was down). */
+/* Acks up to ACK_CHUNK successes in one round trip; those the broker could not take
+ * (it is down) are appended to `left`. */
+static void ack_chunk(worker_process_t *wp, hopper_job_t **jobs, size_t n, hopper_job_t **left,
+                      size_t *nleft)
+{
+    job_ack_t acks[ACK_CHUNK];
+    for (size_t k = 0; k < n; k++)
+        acks[k] = (job_ack_t){jobs[k]->job->id, jobs[k]->job->lease_token, jobs[k]->result,
+                              jobs[k]->result_len, 0};
+    int err = broker_ack_batch(wp->report_broker, acks, n);
+    for (size_t k = 0; k < n; k++) {
+        if (acks[k].err == HP_EUNAVAIL || (err == HP_EUNAVAIL && acks[k].err)) {
+            left[(*nleft)++] = jobs[k];
+            continue;
+        }
+        if (acks[k].err) /* e.g. the lease was lost: the job is someone else's now */
+            hp_info("worker %s: ack of %s refused: %s", wp->id, jobs[k]->job->id,
+                    hp_strerror(acks[k].err));
+        forget(wp, jobs[k]);
+    }
+}
+
+/* Stores outcomes: successes acked in batches, failures and give-backs one by one.
+ * Returns how many are left in done[] unreported (the broker was down). */
 static size_t send_outcomes(worker_process_t *wp, hopper_job_t **done, size_t n)
 {
     broker_t *b = wp->report_broker;
-    size_t left = 0;
-    job_ack_t acks[ACK_CHUNK];
-    hopper_job_t *acked[ACK_CHUNK];
-    size_t nacks = 0;
-    for (size_t i = 0; i <= n; i++) {
-        hopper_job_t *hj = i < n ? done[i] : NULL;
-        if (hj && hj->status == HOPPER_OK && nacks < ACK_CHUNK) {
-            acks[nacks] =
-                (job_ack_t){hj->job->id, hj->job->lease_token, hj->result, hj->result_len, 0};
-            acked[nacks++] = hj;
+    hopper_job_t *ok[ACK_CHUNK];
+    size_t nok = 0, left = 0;
+    for (size_t i = 0; i < n; i++) {
+        hopper_job_t *hj = done[i];
+        if (hj->status == HOPPER_OK) {
+            ok[nok++] = hj;
+            if (nok == ACK_CHUNK) {
+                ack_chunk(wp, ok, nok, done, &left);
+                nok = 0;
+            }
             continue;
         }
-        if (nacks && (!hj || nacks == ACK_CHUNK)) {
-            int err = broker_ack_batch(b, acks, nacks);
-            for (size_t k = 0; k < nacks; k++) {
-                if (acks[k].err == HP_EUNAVAIL || (err == HP_EUNAVAIL && acks[k].err)) {
-                    done[left++] = acked[k];
-                    continue;
-                }
-                if (acks[k].err)
-                    hp_info("worker %s: ack of %s refused: %s", wp->id, acked[k]->job->id,
-                            hp_strerror(acks[k].err));
-                forget(wp, acked[k]);
-            }
-            nacks = 0;
-            if (hj && hj->status == HOPPER_OK) {
-                i--; /* this one opens the next chunk */
-                continue;
-            }
-        }
-        if (!hj || hj->status == HOPPER_OK)
-            continue;
         int err;
-        if (hj->status == (hopper_status_t)-1) /* released: given back unrun */
+        if (hj->status == (hopper_status_t)-1) /* given back unrun */
             err = broker_release(b, hj->job->id, hj->job->lease_token);
         else
             err = broker_fail(b, hj->job->id, hj->job->lease_token,
                               hj->failure ? hj->failure : "failed (the handler gave no reason)",
                               hj->status == HOPPER_FAIL, NULL, NULL);
-        if (err == HP_EUNAVAIL) {
+        if (err == HP_EUNAVAIL)
             done[left++] = hj;
-            continue;
-        }
-        forget(wp, hj);
+        else
+            forget(wp, hj);
     }
+    if (nok)
+        ack_chunk(wp, ok, nok, done, &left);
     return left;
 }
 
