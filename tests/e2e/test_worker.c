@@ -1008,6 +1008,43 @@ static void test_sigterm_grace(void **state)
     PASSED();
 }
 
+/* Every option can come from HOPPER_<NAME>; flags win over the environment. */
+static void test_config_from_environment(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("env");
+    char queues[128], plugins[512];
+    snprintf(queues, sizeof(queues), "HOPPER_QUEUES=%s", q);
+    snprintf(plugins, sizeof(plugins), "HOPPER_PLUGINS=%s", TESTHANDLERS);
+    const char *env[] = {queues,
+                         plugins,
+                         "HOPPER_PROCESSES=1",
+                         "HOPPER_THREADS=3",
+                         "HOPPER_PLUGIN_CONFIG={\"testhandlers\":{\"greeting\":\"env\"}}",
+                         NULL};
+    const char *args[] = {"--threads", "2", NULL}; /* beats HOPPER_THREADS */
+    worker_t *w = worker_spawn(q, args, env);
+    worker_wait_serving(w, 1);
+    char *log = worker_log(w);
+    bool two = contains(log, "with 2 thread(s)");
+    free(log);
+    assert_true(two);
+    jid_t id = ENQ(.queue = q, .type = "test.config");
+    job_t *j = wait_state(id.s, JOB_STATE_SUCCEEDED, WAIT_MS);
+    assert_string_equal(j->result, "{\"greeting\":\"env\"}");
+    job_free(j);
+    stop_worker_ok(w, 10000);
+    /* A bad value names the variable. */
+    const char *bad_env[] = {queues, plugins, "HOPPER_THREADS=lots", NULL};
+    w = worker_spawn(q, (const char *const[]){NULL}, bad_env);
+    assert_int_equal(worker_wait_exit(w, 10000), 2);
+    log = slurp(w->log);
+    bool named = contains(log, "HOPPER_THREADS");
+    free(log);
+    assert_true(named);
+    PASSED();
+}
+
 /* ---- SIGTSTP quiets; a second SIGINT forces ---- */
 
 static void test_quiet_then_stop(void **state)
@@ -1311,6 +1348,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_from_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_then_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_sigint_forces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_process, setup, teardown),
