@@ -44,6 +44,12 @@ static const option_t options[] = {
      "timeout of jobs that set none (default 30m)"},
     {"timeout-grace", OPT_DURATION, OFF(timeout_grace_ms), 0, DAY_MS,
      "past its timeout, how long a job may take to stop (default 5s)"},
+    {"fork-types", OPT_STRING, OFF(fork_types), 0, 0,
+     "job types to run each in a fresh process, e.g. pdf.render,image.resize"},
+    {"fork-cpu", OPT_DURATION, OFF(fork_cpu_ms), 0, DAY_MS,
+     "CPU time limit of a forked job, when its plugin set none"},
+    {"fork-memory-mb", OPT_INT, OFF(fork_memory_mb), 0, 1 << 20,
+     "address-space limit (MiB) of a forked job, when its plugin set none"},
     {"plugin-config", OPT_STRING, OFF(plugin_config), 0, 0,
      "JSON object of per-plugin settings: {\"email\": {...}}"},
 };
@@ -67,6 +73,7 @@ void worker_config_cleanup(worker_config_t *cfg)
 {
     hp_free(cfg->redis_url);
     hp_free(cfg->plugin_config);
+    hp_free(cfg->fork_types);
     for (size_t i = 0; i < cfg->nplugins; i++)
         hp_free(cfg->plugins[i]);
     memset(cfg, 0, sizeof(*cfg));

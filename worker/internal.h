@@ -69,6 +69,9 @@ int worker__register_plugin(hopper_plugin_t *p, unsigned abi, const char *name,
 int worker__register_type(hopper_plugin_t *p, const hopper_job_type_t *type);
 void worker__on_shutdown(hopper_plugin_t *p, void (*fn)(void *), void *arg);
 const char *worker__plugin_config(hopper_plugin_t *p, const char *key);
+/* Runs the types named in cfg->fork_types with FORK isolation (and the config's
+ * limits where the plugin set none). HP_EINVAL with *errmsg if a name is unknown. */
+int worker__plugins_apply_config(worker_plugins_t *set, const worker_config_t *cfg, char **errmsg);
 const worker_type_t *worker__plugins_find(const worker_plugins_t *set, const char *type);
 /* [{"name", "version"}...] as JSON text, for the worker registry; hp_free it. */
 char *worker__plugins_describe(const worker_plugins_t *set);

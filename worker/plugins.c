@@ -327,3 +327,27 @@ char *worker__plugins_describe(const worker_plugins_t *set)
     json_decref(arr);
     return copy;
 }
+
+int worker__plugins_apply_config(worker_plugins_t *set, const worker_config_t *cfg, char **errmsg)
+{
+    if (!cfg->fork_types)
+        return 0;
+    char *copy = hp_strdup(cfg->fork_types), *save = NULL;
+    int err = 0;
+    for (char *name = strtok_r(copy, ", ", &save); name && !err;
+         name = strtok_r(NULL, ", ", &save)) {
+        worker_type_t *t = (worker_type_t *)worker__plugins_find(set, name);
+        if (!t) {
+            *errmsg = hp_sprintf("fork-types: no loaded plugin registers the type \"%s\"", name);
+            err = HP_EINVAL;
+            break;
+        }
+        t->type.isolation = HOPPER_ISOLATION_FORK;
+        if (!t->type.fork_cpu_seconds && cfg->fork_cpu_ms)
+            t->type.fork_cpu_seconds = (long)((cfg->fork_cpu_ms + 999) / 1000);
+        if (!t->type.fork_memory_bytes && cfg->fork_memory_mb)
+            t->type.fork_memory_bytes = (long)cfg->fork_memory_mb << 20;
+    }
+    hp_free(copy);
+    return err;
+}

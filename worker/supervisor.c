@@ -123,7 +123,10 @@ static int check_plugins(const worker_config_t *cfg)
 {
     worker_plugins_t set;
     char *msg = NULL;
-    if (worker__plugins_load(&set, cfg->plugins, cfg->nplugins, cfg->plugin_config, &msg)) {
+    if (worker__plugins_load(&set, cfg->plugins, cfg->nplugins, cfg->plugin_config, &msg) ||
+        worker__plugins_apply_config(&set, cfg, &msg)) {
+        if (set.nplugins)
+            worker__plugins_unload(&set);
         fprintf(stderr, "hopper worker: %s\n", msg);
         hp_free(msg);
         return WORKER_EXIT_CONFIG;

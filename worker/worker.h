@@ -35,6 +35,9 @@ typedef struct worker_config_s {
     char *plugins[WORKER_PLUGINS_MAX]; /* .so files or directories of them */
     size_t nplugins;
     char *plugin_config;      /* JSON object text: {"<plugin>": {...}} or NULL */
+    char *fork_types;         /* comma-separated job types to run with FORK isolation */
+    int64_t fork_cpu_ms;      /* their CPU limit when the plugin set none; 0: none */
+    int fork_memory_mb;       /* their address-space limit when the plugin set none */
     int processes;            /* default: number of cores */
     int threads;              /* per process; default 8 */
     int prefetch;             /* jobs held per thread, running or next in line; default 4 */

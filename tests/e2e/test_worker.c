@@ -1008,6 +1008,29 @@ static void test_sigterm_grace(void **state)
     PASSED();
 }
 
+/* The worker's config can put a type in FORK isolation the plugin did not ask for. */
+static void test_fork_types_from_config(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("forkcfg");
+    worker_t *w = START_WORKER(q, 1, 2, "--fork-types", "test.crash", "--fork-cpu", "5s");
+    jid_t crash = ENQ(.queue = q, .type = "test.crash", .max_attempts = 1);
+    job_t *j = wait_state(crash.s, JOB_STATE_DEAD, WAIT_MS);
+    job_error_contains_at(j, 0, "job process crashed", __LINE__);
+    job_free(j);
+    jid_t ok = ENQ(.queue = q, .type = "test.noop");
+    job_free(wait_state(ok.s, JOB_STATE_SUCCEEDED, WAIT_MS));
+    char *log = worker_log(w);
+    bool restarted = contains(log, "restarting");
+    free(log);
+    assert_false(restarted); /* only the job's own process died */
+    stop_worker_ok(w, 10000);
+    const char *args[] = {"--queues", q, "--plugins", TESTHANDLERS, "--fork-types", "nope", NULL};
+    w = worker_spawn(q, args, NULL);
+    assert_int_equal(worker_wait_exit(w, 10000), 2);
+    PASSED();
+}
+
 /* Every option can come from HOPPER_<NAME>; flags win over the environment. */
 static void test_config_from_environment(void **state)
 {
@@ -1348,6 +1371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_types_from_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_from_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_then_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_sigint_forces, setup, teardown),
