@@ -181,6 +181,166 @@ static size_t group_by_queue(const char *const *item_queues, size_t n, size_t *g
     return ngroups;
 }
 
+/* The items of a batch grouped by queue, in first-seen order: group_of[i] is item
+ * i's group, queues[g] group g's queue (borrowed from the items). */
+typedef struct queue_groups_s {
+    size_t *group_of;
+    const char **queues;
+    size_t ngroups;
+} queue_groups_t;
+
+static void queue_groups_init(queue_groups_t *qg, const char *const *item_queues, size_t n)
+{
+    qg->group_of = hp_malloc((n ? n : 1) * sizeof(*qg->group_of));
+    qg->queues = hp_malloc((n ? n : 1) * sizeof(*qg->queues));
+    qg->ngroups = group_by_queue(item_queues, n, qg->group_of, qg->queues);
+}
+
+static void queue_groups_cleanup(queue_groups_t *qg)
+{
+    hp_free(qg->group_of);
+    hp_free(qg->queues);
+}
+
+/* Parsed ids of a batch of job references, grouped by queue. */
+typedef struct id_batch_s {
+    char (*ulids)[HP_ULID_LEN + 1];
+    char (*queue_names)[JOB_QUEUE_NAME_MAX + 1];
+    const char **item_queues;
+    queue_groups_t groups;
+} id_batch_t;
+
+/* ids were checked by broker.c; items marked in `skip` (may be NULL) take no part. */
+static void id_batch_init(id_batch_t *ib, const char *const *ids, size_t n)
+{
+    ib->ulids = hp_malloc(n * sizeof(*ib->ulids));
+    ib->queue_names = hp_malloc(n * sizeof(*ib->queue_names));
+    ib->item_queues = hp_malloc(n * sizeof(*ib->item_queues));
+    for (size_t i = 0; i < n; i++) {
+        job_id_parse(ids[i], ib->ulids[i], ib->queue_names[i]);
+        ib->item_queues[i] = ib->queue_names[i];
+    }
+    queue_groups_init(&ib->groups, ib->item_queues, n);
+}
+
+static void id_batch_cleanup(id_batch_t *ib)
+{
+    hp_free(ib->ulids);
+    hp_free(ib->queue_names);
+    hp_free(ib->item_queues);
+    queue_groups_cleanup(&ib->groups);
+}
+
+/* Runs `script` once per queue of the batch. Each call's args are `lead` (may be
+ * NULL) then, per item of the group not skipped, `per_item` args from fill(). The
+ * k-th reply element of group g answers the k-th such item. */
+typedef void (*item_args_cb)(void *ctx, size_t i, const char **args, size_t *lens);
+
+static int eval_by_queue(broker_t *b, redis_script_id_t script, const queue_groups_t *qg, size_t n,
+                         const bool *skip, const char *lead, int per_item, item_args_cb fill,
+                         void *ctx, redisReply **replies)
+{
+    size_t per_call = 1 + n * (size_t)per_item;
+    const char **args = hp_malloc(qg->ngroups * per_call * sizeof(*args));
+    size_t *lens = hp_malloc(qg->ngroups * per_call * sizeof(*lens));
+    char(*counts)[24] = hp_malloc(qg->ngroups * sizeof(*counts));
+    reval_t *calls = hp_calloc(qg->ngroups, sizeof(*calls));
+    size_t ncalls = 0;
+    for (size_t g = 0; g < qg->ngroups; g++) {
+        const char **a = args + g * per_call;
+        size_t *l = lens + g * per_call;
+        size_t at = 1, items = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (qg->group_of[i] != g || (skip && skip[i]))
+                continue;
+            fill(ctx, i, a + at, l + at);
+            at += (size_t)per_item;
+            items++;
+        }
+        if (lead) {
+            a[0] = lead;
+        } else {
+            snprintf(counts[g], sizeof(counts[g]), "%zu", items);
+            a[0] = counts[g];
+        }
+        l[0] = strlen(a[0]);
+        if (items)
+            calls[ncalls++] = (reval_t){qg->queues[g], (int)at, a, l};
+    }
+    int err = broker__redis_eval(conn_of(b), b, script, calls, ncalls, replies);
+    hp_free(calls);
+    hp_free(counts);
+    hp_free(lens);
+    hp_free(args);
+    return err;
+}
+
+typedef struct lease_args_s {
+    const lease_ref_t *leases;
+    const id_batch_t *ib;
+} lease_args_t;
+
+static void lease_item_args(void *ctx, size_t i, const char **args, size_t *lens)
+{
+    const lease_args_t *la = ctx;
+    args[0] = la->ib->ulids[i];
+    args[1] = la->leases[i].token;
+    lens[0] = HP_ULID_LEN;
+    lens[1] = strlen(args[1]);
+}
+
+/* Where each item's answer is: calls are made only for groups with items, in group
+ * order, and within a call the k-th element answers the group's k-th item. */
+typedef struct reply_map_s {
+    size_t *call_of_group;
+    size_t *slot_of_item;
+} reply_map_t;
+
+static void reply_map_init(reply_map_t *m, const queue_groups_t *qg, const bool *skip, size_t n)
+{
+    m->call_of_group = hp_calloc(qg->ngroups ? qg->ngroups : 1, sizeof(size_t));
+    m->slot_of_item = hp_calloc(n, sizeof(size_t));
+    size_t *used = hp_calloc(qg->ngroups ? qg->ngroups : 1, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        if (!(skip && skip[i]))
+            m->slot_of_item[i] = used[qg->group_of[i]]++;
+    }
+    for (size_t g = 0, call = 0; g < qg->ngroups; g++) {
+        m->call_of_group[g] = call;
+        call += used[g] > 0;
+    }
+    hp_free(used);
+}
+
+static void reply_map_cleanup(reply_map_t *m)
+{
+    hp_free(m->call_of_group);
+    hp_free(m->slot_of_item);
+}
+
+/* The reply to the call that carried `item`. */
+static const redisReply *call_reply(redisReply **replies, const reply_map_t *m,
+                                    const queue_groups_t *qg, size_t item)
+{
+    return replies[m->call_of_group[qg->group_of[item]]];
+}
+
+/* The element of that reply that answers `item`, or NULL. */
+static const redisReply *item_reply(redisReply **replies, const reply_map_t *m,
+                                    const queue_groups_t *qg, size_t item)
+{
+    const redisReply *r = call_reply(replies, m, qg, item);
+    size_t k = m->slot_of_item[item];
+    return r && r->type == REDIS_REPLY_ARRAY && k < r->elements ? r->element[k] : NULL;
+}
+
+static void free_replies(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+}
+
 /* ---- Producing ---- */
 
 static bool queue_known(redis_broker_t *rb, const char *queue)
@@ -221,8 +381,7 @@ static int register_queues(redis_broker_t *rb, const char **queues, size_t n)
     return err;
 }
 
-#define ENQUEUE_ARGS_PER_JOB 3
-#define ENQUEUE_OPTS_MAX     (4 * 24 + JOB_UNIQUE_KEY_MAX + 1)
+#define ENQUEUE_OPTS_MAX (4 * 24 + JOB_UNIQUE_KEY_MAX + 1)
 
 static void set_result_error(enqueue_result_t *res, int err, const char *msg)
 {
@@ -230,61 +389,44 @@ static void set_result_error(enqueue_result_t *res, int err, const char *msg)
     snprintf(res->errmsg, sizeof(res->errmsg), "%s", msg);
 }
 
-/* One queue's reply: per job 'w', 's', or the id of the job that holds its unique key. */
-static void fill_results(broker_t *b, const redisReply *r, size_t group, const size_t *group_of,
-                         broker__prepared_t *jobs, size_t n, enqueue_result_t *results)
+typedef struct enqueue_args_s {
+    broker__prepared_t *jobs;
+    char (*opts)[ENQUEUE_OPTS_MAX];
+} enqueue_args_t;
+
+/* Three arguments per job (enqueue.lua): ulid, options ('' when all default), body. */
+static void enqueue_item_args(void *ctx, size_t i, const char **args, size_t *lens)
 {
-    int err = broker__redis_reply_err(b, r);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (group_of[i] != group)
-            continue;
-        enqueue_result_t *res = &results[jobs[i].index];
-        const redisReply *item =
-            !err && r->type == REDIS_REPLY_ARRAY && k < r->elements ? r->element[k++] : NULL;
-        if (err || !item || item->type != REDIS_REPLY_STRING) {
-            set_result_error(res, err ? err : unexpected(b, "enqueue"), b->errmsg);
-            continue;
-        }
-        if (item->len == 1) {
-            snprintf(res->id, sizeof(res->id), "%s-%s", jobs[i].ulid, jobs[i].queue);
-            res->state = item->str[0] == 's' ? JOB_STATE_SCHEDULED : JOB_STATE_WAITING;
-        } else {
-            snprintf(res->id, sizeof(res->id), "%s", item->str);
-            res->duplicate = true;
-            res->state = JOB_STATE_WAITING;
-        }
-    }
+    enqueue_args_t *ea = ctx;
+    broker__prepared_t *p = &ea->jobs[i];
+    char *opts = ea->opts[i];
+    opts[0] = '\0';
+    if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0])
+        snprintf(opts, ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%s", p->priority,
+                 (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
+                 p->unique_key);
+    args[0] = p->ulid;
+    lens[0] = HP_ULID_LEN;
+    args[1] = opts;
+    lens[1] = strlen(opts);
+    args[2] = p->body;
+    lens[2] = p->body_len;
 }
 
-/* Fills one queue's script arguments: the count, then seven per job. */
-/* Fills one queue's script arguments: the count, then three per job (enqueue.lua). */
-static void enqueue_args(broker__prepared_t *jobs, size_t n, size_t group, const size_t *group_of,
-                         char (*opts)[ENQUEUE_OPTS_MAX], char *count_buf, const char **args,
-                         size_t *lens, int *nargs)
+/* One job's answer: 'w', 's', or the id of the job that holds its unique key. */
+static void fill_result(broker_t *b, const redisReply *item, const broker__prepared_t *p,
+                        enqueue_result_t *res)
 {
-    size_t count = 0, at = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (group_of[i] != group)
-            continue;
-        broker__prepared_t *p = &jobs[i];
-        opts[i][0] = '\0';
-        if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0])
-            snprintf(opts[i], ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%s", p->priority,
-                     (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
-                     p->unique_key);
-        args[at] = p->ulid;
-        lens[at++] = HP_ULID_LEN;
-        args[at] = opts[i];
-        lens[at++] = strlen(opts[i]);
-        args[at] = p->body;
-        lens[at++] = p->body_len;
-        count++;
+    if (!item || item->type != REDIS_REPLY_STRING) {
+        set_result_error(res, unexpected(b, "enqueue"), b->errmsg);
+    } else if (item->len == 1) {
+        snprintf(res->id, sizeof(res->id), "%s-%s", p->ulid, p->queue);
+        res->state = item->str[0] == 's' ? JOB_STATE_SCHEDULED : JOB_STATE_WAITING;
+    } else {
+        snprintf(res->id, sizeof(res->id), "%s", item->str);
+        res->duplicate = true;
+        res->state = JOB_STATE_WAITING;
     }
-    snprintf(count_buf, 24, "%zu", count);
-    args[0] = count_buf;
-    lens[0] = strlen(count_buf);
-    *nargs = (int)at;
 }
 
 static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueue_result_t *results)
@@ -293,45 +435,35 @@ static int redis_enqueue(broker_t *b, broker__prepared_t *jobs, size_t n, enqueu
     const char **item_queues = hp_malloc(n * sizeof(*item_queues));
     for (size_t i = 0; i < n; i++)
         item_queues[i] = jobs[i].queue;
-    size_t *group_of = hp_malloc(n * sizeof(*group_of));
-    const char **queues = hp_malloc(n * sizeof(*queues));
-    size_t ngroups = group_by_queue(item_queues, n, group_of, queues);
-    int err = register_queues(rb, queues, ngroups);
-
-    size_t per_call = 1 + n * ENQUEUE_ARGS_PER_JOB;
-    const char **args = hp_malloc(ngroups * per_call * sizeof(*args));
-    size_t *lens = hp_malloc(ngroups * per_call * sizeof(*lens));
-    char(*opts)[ENQUEUE_OPTS_MAX] = hp_malloc(n * sizeof(*opts));
-    char(*counts)[24] = hp_malloc(ngroups * sizeof(*counts));
-    reval_t *calls = hp_calloc(ngroups, sizeof(*calls));
-    for (size_t g = 0; g < ngroups; g++) {
-        calls[g] = (reval_t){queues[g], 0, args + g * per_call, lens + g * per_call};
-        enqueue_args(jobs, n, g, group_of, opts, counts[g], args + g * per_call,
-                     lens + g * per_call, &calls[g].nargs);
-    }
-    redisReply **replies = hp_calloc(ngroups, sizeof(*replies));
+    queue_groups_t qg;
+    queue_groups_init(&qg, item_queues, n);
+    enqueue_args_t ea = {jobs, hp_malloc(n * sizeof(*ea.opts))};
+    redisReply **replies = hp_calloc(qg.ngroups, sizeof(*replies));
+    int err = register_queues(rb, qg.queues, qg.ngroups);
     if (!err)
-        err = broker__redis_eval(&rb->conn, b, SCRIPT_ENQUEUE, calls, ngroups, replies);
-    for (size_t i = 0; err && i < n; i++)
-        set_result_error(&results[jobs[i].index], err, b->errmsg);
-    for (size_t g = 0; !err && g < ngroups; g++) {
-        fill_results(b, replies[g], g, group_of, jobs, n, results);
-        freeReplyObject(replies[g]);
-    }
+        err = eval_by_queue(b, SCRIPT_ENQUEUE, &qg, n, NULL, NULL, 3, enqueue_item_args, &ea,
+                            replies);
+    reply_map_t map;
+    reply_map_init(&map, &qg, NULL, n);
     int first = err;
-    for (size_t i = 0; !first && i < n; i++) {
-        first = results[jobs[i].index].err;
-        if (first) /* b->errmsg names the first failure */
-            broker__error(b, first, "%s", results[jobs[i].index].errmsg);
+    for (size_t i = 0; i < n; i++) {
+        enqueue_result_t *res = &results[jobs[i].index];
+        /* A refused call (the queue is full) refuses all of its jobs. */
+        int call_err = err ? err : broker__redis_reply_err(b, call_reply(replies, &map, &qg, i));
+        if (call_err)
+            set_result_error(res, call_err, b->errmsg);
+        else
+            fill_result(b, item_reply(replies, &map, &qg, i), &jobs[i], res);
+        if (res->err && !first) {
+            first = res->err;
+            broker__error(b, first, "%s", res->errmsg); /* b->errmsg names the first */
+        }
     }
+    reply_map_cleanup(&map);
+    free_replies(replies, qg.ngroups);
     hp_free(replies);
-    hp_free(calls);
-    hp_free(counts);
-    hp_free(opts);
-    hp_free(lens);
-    hp_free(args);
-    hp_free(queues);
-    hp_free(group_of);
+    hp_free(ea.opts);
+    queue_groups_cleanup(&qg);
     hp_free(item_queues);
     return first;
 }
@@ -433,142 +565,6 @@ static int redis_wait(broker_t *b, const char *const *queues, size_t n, int64_t 
     return rc;
 }
 
-/* Parsed ids of a batch of job references, grouped by queue. */
-typedef struct id_batch_s {
-    char (*ulids)[HP_ULID_LEN + 1];
-    char (*queue_names)[JOB_QUEUE_NAME_MAX + 1];
-    const char **item_queues;
-    size_t *group_of;
-    const char **queues; /* per group */
-    size_t ngroups;
-} id_batch_t;
-
-/* ids were checked by broker.c; items marked in `skip` (may be NULL) take no part. */
-static void id_batch_init(id_batch_t *ib, const char *const *ids, size_t n)
-{
-    ib->ulids = hp_malloc(n * sizeof(*ib->ulids));
-    ib->queue_names = hp_malloc(n * sizeof(*ib->queue_names));
-    ib->item_queues = hp_malloc(n * sizeof(*ib->item_queues));
-    ib->group_of = hp_malloc(n * sizeof(*ib->group_of));
-    ib->queues = hp_malloc(n * sizeof(*ib->queues));
-    for (size_t i = 0; i < n; i++) {
-        job_id_parse(ids[i], ib->ulids[i], ib->queue_names[i]);
-        ib->item_queues[i] = ib->queue_names[i];
-    }
-    ib->ngroups = group_by_queue(ib->item_queues, n, ib->group_of, ib->queues);
-}
-
-static void id_batch_cleanup(id_batch_t *ib)
-{
-    hp_free(ib->ulids);
-    hp_free(ib->queue_names);
-    hp_free(ib->item_queues);
-    hp_free(ib->group_of);
-    hp_free(ib->queues);
-}
-
-/* Runs `script` once per queue of the batch. Each call's args are `lead` (may be
- * NULL) then, per item of the group not skipped, `per_item` args from fill(). The
- * k-th reply element of group g answers the k-th such item. */
-typedef void (*item_args_cb)(void *ctx, size_t i, const char **args, size_t *lens);
-
-static int eval_by_queue(broker_t *b, redis_script_id_t script, const id_batch_t *ib, size_t n,
-                         const bool *skip, const char *lead, int per_item, item_args_cb fill,
-                         void *ctx, redisReply **replies)
-{
-    size_t per_call = 1 + n * (size_t)per_item;
-    const char **args = hp_malloc(ib->ngroups * per_call * sizeof(*args));
-    size_t *lens = hp_malloc(ib->ngroups * per_call * sizeof(*lens));
-    char(*counts)[24] = hp_malloc(ib->ngroups * sizeof(*counts));
-    reval_t *calls = hp_calloc(ib->ngroups, sizeof(*calls));
-    size_t ncalls = 0;
-    for (size_t g = 0; g < ib->ngroups; g++) {
-        const char **a = args + g * per_call;
-        size_t *l = lens + g * per_call;
-        size_t at = 1, items = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (ib->group_of[i] != g || (skip && skip[i]))
-                continue;
-            fill(ctx, i, a + at, l + at);
-            at += (size_t)per_item;
-            items++;
-        }
-        if (lead) {
-            a[0] = lead;
-        } else {
-            snprintf(counts[g], sizeof(counts[g]), "%zu", items);
-            a[0] = counts[g];
-        }
-        l[0] = strlen(a[0]);
-        if (items)
-            calls[ncalls++] = (reval_t){ib->queues[g], (int)at, a, l};
-    }
-    int err = broker__redis_eval(conn_of(b), b, script, calls, ncalls, replies);
-    hp_free(calls);
-    hp_free(counts);
-    hp_free(lens);
-    hp_free(args);
-    return err;
-}
-
-typedef struct lease_args_s {
-    const lease_ref_t *leases;
-    const id_batch_t *ib;
-} lease_args_t;
-
-static void lease_item_args(void *ctx, size_t i, const char **args, size_t *lens)
-{
-    const lease_args_t *la = ctx;
-    args[0] = la->ib->ulids[i];
-    args[1] = la->leases[i].token;
-    lens[0] = HP_ULID_LEN;
-    lens[1] = strlen(args[1]);
-}
-
-/* Where each item's answer is: calls are made only for groups with items, in group
- * order, and within a call the k-th element answers the group's k-th item. */
-typedef struct reply_map_s {
-    size_t *call_of_group;
-    size_t *slot_of_item;
-} reply_map_t;
-
-static void reply_map_init(reply_map_t *m, const id_batch_t *ib, const bool *skip, size_t n)
-{
-    m->call_of_group = hp_calloc(ib->ngroups ? ib->ngroups : 1, sizeof(size_t));
-    m->slot_of_item = hp_calloc(n, sizeof(size_t));
-    size_t *used = hp_calloc(ib->ngroups ? ib->ngroups : 1, sizeof(size_t));
-    for (size_t i = 0; i < n; i++) {
-        if (!(skip && skip[i]))
-            m->slot_of_item[i] = used[ib->group_of[i]]++;
-    }
-    for (size_t g = 0, call = 0; g < ib->ngroups; g++) {
-        m->call_of_group[g] = call;
-        call += used[g] > 0;
-    }
-    hp_free(used);
-}
-
-static void reply_map_cleanup(reply_map_t *m)
-{
-    hp_free(m->call_of_group);
-    hp_free(m->slot_of_item);
-}
-
-static const redisReply *item_reply(redisReply **replies, const reply_map_t *m,
-                                    const id_batch_t *ib, size_t item)
-{
-    const redisReply *r = replies[m->call_of_group[ib->group_of[item]]];
-    size_t k = m->slot_of_item[item];
-    return r && r->type == REDIS_REPLY_ARRAY && k < r->elements ? r->element[k] : NULL;
-}
-
-static void free_replies(redisReply **replies, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (replies[i])
-            freeReplyObject(replies[i]);
-}
-
 static int redis_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int64_t lease_ms,
                            lease_status_t *status)
 {
@@ -580,22 +576,22 @@ static int redis_heartbeat(broker_t *b, const lease_ref_t *leases, size_t n, int
     char slease[24];
     snprintf(slease, sizeof(slease), "%lld", (long long)lease_ms);
     lease_args_t la = {leases, &ib};
-    redisReply **replies = hp_calloc(ib.ngroups, sizeof(*replies));
-    int err =
-        eval_by_queue(b, SCRIPT_HEARTBEAT, &ib, n, NULL, slease, 2, lease_item_args, &la, replies);
-    for (size_t g = 0; !err && g < ib.ngroups; g++)
+    redisReply **replies = hp_calloc(ib.groups.ngroups, sizeof(*replies));
+    int err = eval_by_queue(b, SCRIPT_HEARTBEAT, &ib.groups, n, NULL, slease, 2, lease_item_args,
+                            &la, replies);
+    for (size_t g = 0; !err && g < ib.groups.ngroups; g++)
         err = broker__redis_reply_err(b, replies[g]);
     reply_map_t map;
-    reply_map_init(&map, &ib, NULL, n);
+    reply_map_init(&map, &ib.groups, NULL, n);
     for (size_t i = 0; !err && i < n; i++) {
-        const redisReply *r = item_reply(replies, &map, &ib, i);
+        const redisReply *r = item_reply(replies, &map, &ib.groups, i);
         if (!r)
             err = unexpected(b, "heartbeat");
         else
             status[i] = (lease_status_t)reply_i64(r);
     }
     reply_map_cleanup(&map);
-    free_replies(replies, ib.ngroups);
+    free_replies(replies, ib.groups.ngroups);
     hp_free(replies);
     id_batch_cleanup(&ib);
     hp_free(ids);
@@ -631,12 +627,13 @@ static int redis_ack_batch(broker_t *b, job_ack_t *acks, size_t n)
     id_batch_t ib;
     id_batch_init(&ib, ids, n);
     ack_args_t aa = {acks, &ib};
-    redisReply **replies = hp_calloc(ib.ngroups, sizeof(*replies));
-    int err = eval_by_queue(b, SCRIPT_ACK, &ib, n, skip, NULL, 3, ack_item_args, &aa, replies);
-    for (size_t g = 0; !err && g < ib.ngroups; g++)
+    redisReply **replies = hp_calloc(ib.groups.ngroups, sizeof(*replies));
+    int err =
+        eval_by_queue(b, SCRIPT_ACK, &ib.groups, n, skip, NULL, 3, ack_item_args, &aa, replies);
+    for (size_t g = 0; !err && g < ib.groups.ngroups; g++)
         err = broker__redis_reply_err(b, replies[g]);
     reply_map_t map;
-    reply_map_init(&map, &ib, skip, n);
+    reply_map_init(&map, &ib.groups, skip, n);
     int first = err;
     char first_msg[sizeof(b->errmsg)] = "";
     for (size_t i = 0; i < n; i++) {
@@ -646,7 +643,7 @@ static int redis_ack_batch(broker_t *b, job_ack_t *acks, size_t n)
             acks[i].err = err;
             continue;
         }
-        const redisReply *r = item_reply(replies, &map, &ib, i);
+        const redisReply *r = item_reply(replies, &map, &ib.groups, i);
         if (!r || r->type != REDIS_REPLY_STRING)
             acks[i].err = unexpected(b, "ack");
         else if (strcmp(r->str, "succeeded") != 0)
@@ -659,7 +656,7 @@ static int redis_ack_batch(broker_t *b, job_ack_t *acks, size_t n)
     if (first && !err)
         snprintf(b->errmsg, sizeof(b->errmsg), "%s", first_msg);
     reply_map_cleanup(&map);
-    free_replies(replies, ib.ngroups);
+    free_replies(replies, ib.groups.ngroups);
     hp_free(replies);
     id_batch_cleanup(&ib);
     hp_free(skip);
