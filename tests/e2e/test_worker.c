@@ -1008,6 +1008,28 @@ static void test_sigterm_grace(void **state)
     PASSED();
 }
 
+/* --plugins may name a directory: every .so in it is loaded. */
+static void test_plugin_directory(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("plugdir");
+    char dir[] = "/tmp/hopper-test-plugins-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char link_path[256];
+    snprintf(link_path, sizeof(link_path), "%s/testhandlers.so", dir);
+    assert_int_equal(symlink(TESTHANDLERS, link_path), 0);
+    const char *args[] = {"--queues", q,           "--plugins", dir, "--processes",
+                          "1",        "--threads", "1",         NULL};
+    worker_t *w = worker_spawn(q, args, NULL);
+    worker_wait_serving(w, 1);
+    jid_t id = ENQ(.queue = q, .type = "test.noop");
+    job_free(wait_state(id.s, JOB_STATE_SUCCEEDED, WAIT_MS));
+    stop_worker_ok(w, 10000);
+    unlink(link_path);
+    rmdir(dir);
+    PASSED();
+}
+
 /* The worker's config can put a type in FORK isolation the plugin did not ask for. */
 static void test_fork_types_from_config(void **state)
 {
@@ -1371,6 +1393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_types_from_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_from_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_then_stop, setup, teardown),
