@@ -257,8 +257,9 @@ int worker_config_load_file(worker_config_t *cfg, const char *path, char **errms
     json_t *doc = json_load_file(path, 0, &jerr);
     if (!json_is_object(doc)) {
         if (errmsg)
-            *errmsg = doc ? hp_sprintf("%s: expected a JSON object", path)
-                          : hp_sprintf("%s: %s (line %d)", path, jerr.text, jerr.line);
+            *errmsg = doc             ? hp_sprintf("%s: expected a JSON object", path)
+                      : jerr.line > 0 ? hp_sprintf("%s: %s (line %d)", path, jerr.text, jerr.line)
+                                      : hp_sprintf("%s: %s", path, jerr.text);
         json_decref(doc);
         return HP_EINVAL;
     }
@@ -328,6 +329,8 @@ int worker_config_check(const worker_config_t *cfg, char **errmsg)
             return HP_EINVAL;
         }
     }
+    if (!why && (long)cfg->threads * cfg->prefetch > WORKER_CAPACITY_MAX)
+        why = "threads x prefetch: at most 4096 jobs held per process";
     if (!why && cfg->plugin_config) {
         json_t *doc = json_loads(cfg->plugin_config, 0, NULL);
         if (!json_is_object(doc))

@@ -17,8 +17,9 @@ typedef struct worker_queue_s {
     int weight; /* "pdf:2": fetched twice as often as weight 1 */
 } worker_queue_t;
 
-#define WORKER_QUEUES_MAX  64
-#define WORKER_PLUGINS_MAX 64
+#define WORKER_QUEUES_MAX   64
+#define WORKER_PLUGINS_MAX  64
+#define WORKER_CAPACITY_MAX 4096 /* threads x prefetch, per process */
 
 /*
  * What a worker runs with. Filled, in rising order of precedence, from defaults,

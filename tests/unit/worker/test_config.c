@@ -33,6 +33,15 @@ static void options_parse_and_refuse(void **state)
         assert_non_null(msg);
         hp_free(msg);
     }
+    /* The whole is checked too: a process may hold at most 4096 jobs. */
+    assert_int_equal(worker_config_set(&cfg, "plugins", "x.so", &msg), 0);
+    assert_int_equal(worker_config_check(&cfg, &msg), 0);
+    assert_int_equal(worker_config_set(&cfg, "threads", "1024", &msg), 0);
+    assert_int_equal(worker_config_set(&cfg, "prefetch", "64", &msg), 0);
+    msg = NULL;
+    assert_int_equal(worker_config_check(&cfg, &msg), HP_EINVAL);
+    assert_non_null(strstr(msg, "threads x prefetch"));
+    hp_free(msg);
     worker_config_cleanup(&cfg);
 }
 
