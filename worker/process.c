@@ -304,6 +304,17 @@ static void heartbeat(worker_process_t *wp)
     hp_free(refs);
 }
 
+/* Every job still held goes back unrun (shutdown past the grace, or a restart). */
+static void release_all(worker_process_t *wp)
+{
+    for (int i = 0; i < wp->capacity; i++) {
+        if (!atomic_load(&wp->slots[i].used))
+            continue;
+        if (broker_release(wp->report_broker, wp->slots[i].id, wp->slots[i].token) == 0)
+            slot_clear(wp, i);
+    }
+}
+
 /* Past its deadline a job is asked to stop; past the deadline and the grace, a job
  * on a thread cannot be stopped: fail it, give the others back, and restart. */
 static void check_deadlines(worker_process_t *wp)
@@ -330,26 +341,14 @@ static void check_deadlines(worker_process_t *wp)
             msg);
     broker_fail(wp->report_broker, hung->job->id, hung->job->lease_token, msg, false, NULL, NULL);
     slot_clear(wp, hung->slot);
-    for (int i = 0; i < wp->capacity; i++) {
-        hopper_job_t *hj = wp->held[i];
-        if (hj && hj != hung && atomic_load(&wp->slots[i].used)) {
-            broker_release(wp->report_broker, hj->job->id, hj->job->lease_token);
-            slot_clear(wp, i);
-        }
-    }
+    /* Stop fetching first (the fetch loop adds to the slots), then give back what is
+     * left, read from the slot table: it holds exactly the leases still out. */
+    pthread_mutex_lock(&wp->lock);
+    stop_requested = 1;
+    pthread_mutex_unlock(&wp->lock);
+    release_all(wp);
     broker_worker_gone(wp->report_broker, wp->id);
     _exit(WORKER_EXIT_RESTART);
-}
-
-/* On shutdown past the grace: every job still held goes back unrun. */
-static void release_all(worker_process_t *wp)
-{
-    for (int i = 0; i < wp->capacity; i++) {
-        if (!atomic_load(&wp->slots[i].used))
-            continue;
-        if (broker_release(wp->report_broker, wp->slots[i].id, wp->slots[i].token) == 0)
-            slot_clear(wp, i);
-    }
 }
 
 static void *reporter_thread(void *arg)
