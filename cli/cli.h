@@ -78,6 +78,7 @@ int cli_jobs(const cli_verb_t *verb, int argc, char **argv);
 int cli_job_action(const cli_verb_t *verb, int argc, char **argv); /* retry, cancel, delete */
 int cli_stats(const cli_verb_t *verb, int argc, char **argv);
 int cli_queues(const cli_verb_t *verb, int argc, char **argv);
+int cli_workers(const cli_verb_t *verb, int argc, char **argv);
 int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume */
 int cli_run(const cli_verb_t *verb, int argc, char **argv);
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);

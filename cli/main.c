@@ -49,6 +49,8 @@ static const cli_verb_t verbs[] = {
     {"stats", "[QUEUE]", "counts per state for every queue, or one", "  --json           as JSON\n",
      cli_stats_options, cli_stats},
     {"queues", "", "list known queues", "", cli_plain_options, cli_queues},
+    {"workers", "", "list live worker processes and the jobs they run",
+     "  --json           one JSON object per line\n", cli_stats_options, cli_workers},
     {"pause", "QUEUE", "stop handing out a queue's jobs", "", cli_plain_options, cli_pause},
     {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
 };

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/cli.h"
 
 const struct option cli_stats_options[] = {CLI_COMMON_OPTIONS, {0}};
@@ -119,6 +121,62 @@ int cli_pause(const cli_verb_t *verb, int argc, char **argv)
             rc = cli_broker_fail(b, err);
         else
             printf("%s %s\n", argv[optind], pause ? "paused" : "resumed");
+    }
+    broker_close(b);
+    return rc;
+}
+
+/* One line per worker process: id, pid, queues, how long up, and its jobs. */
+static void print_worker(const char *info, bool json)
+{
+    if (json) {
+        printf("%s\n", info);
+        return;
+    }
+    json_t *w = json_loads(info, 0, NULL);
+    const char *id = json_string_value(json_object_get(w, "id"));
+    json_t *queues = json_object_get(w, "queues"), *jobs = json_object_get(w, "jobs");
+    hp_strbuf_t qs;
+    hp_strbuf_init(&qs, 0);
+    size_t i;
+    json_t *v;
+    json_array_foreach(queues, i, v)
+        hp_strbuf_printf(&qs, "%s%s", i ? "," : "", json_string_value(v));
+    const char *started = json_string_value(json_object_get(w, "started_at"));
+    printf("%-32s pid %-8lld queues %-24s threads %-4lld jobs %zu  since %s\n", id ? id : "?",
+           (long long)json_integer_value(json_object_get(w, "pid")), qs.data ? qs.data : "",
+           (long long)json_integer_value(json_object_get(w, "threads")), json_array_size(jobs),
+           started ? started : "?");
+    json_array_foreach(jobs, i, v)
+    {
+        printf("    %s  %s  started %s\n", json_string_value(json_object_get(v, "id")),
+               json_string_value(json_object_get(v, "type")),
+               json_string_value(json_object_get(v, "started_at")));
+    }
+    hp_strbuf_cleanup(&qs);
+    json_decref(w);
+}
+
+int cli_workers(const cli_verb_t *verb, int argc, char **argv)
+{
+    cli_common_t common = {0};
+    broker_t *b = NULL;
+    int rc = cli_parse_plain(verb, argc, argv, &common, 0, 0);
+    if (!rc)
+        rc = cli_open_broker(&common, &b);
+    if (!rc) {
+        char **infos;
+        size_t n;
+        int err = broker_workers(b, &infos, &n);
+        if (err)
+            rc = cli_broker_fail(b, err);
+        for (size_t i = 0; !err && i < n; i++)
+            print_worker(infos[i], common.json);
+        if (!err) {
+            if (n == 0 && !common.json)
+                fprintf(stderr, "no live workers\n");
+            broker_queues_free(infos, n);
+        }
     }
     broker_close(b);
     return rc;

@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "broker/broker.h"
+#include "tests/support/test_cli.h"
 #include "tests/support/test_redis.h"
 
 #ifndef HOPPER_TEST_PLUGIN_DIR
@@ -1277,6 +1278,18 @@ static void test_registry(void **state)
         assert_int_not_equal(pids[i], w->pid);
         assert_int_equal(parent_of((pid_t)pids[i]), w->pid);
     }
+    /* Operators see the same through `hopper workers`. */
+    cli_result_t *cli = hp_malloc(sizeof(*cli));
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", NULL});
+    assert_int_equal(cli->status, 0);
+    for (int i = 0; i < 2; i++) {
+        char pid_text[32];
+        snprintf(pid_text, sizeof(pid_text), "pid %ld", pids[i]);
+        if (!strstr(cli->out, pid_text))
+            fail_msg("hopper workers does not show %s:\n%s", pid_text, cli->out);
+    }
+    assert_non_null(strstr(cli->out, q));
+    hp_free(cli);
     stop_worker_ok(w, STOP_WAIT_MS);
     size_t left = registry_pids(q, pids, 8);
     if (left)
