@@ -85,7 +85,12 @@ int cli_stats(const cli_verb_t *verb, int argc, char **argv)
     return rc;
 }
 
-int cli_queues(const cli_verb_t *verb, int argc, char **argv)
+/* A verb that prints a list the broker gives as strings: queues, workers. */
+typedef int (*list_fetch_fn)(broker_t *b, char ***items, size_t *n);
+typedef void (*list_print_fn)(const char *item, bool json);
+
+static int list_verb(const cli_verb_t *verb, int argc, char **argv, list_fetch_fn fetch,
+                     list_print_fn print, const char *when_empty)
 {
     cli_common_t common = {0};
     broker_t *b = NULL;
@@ -93,18 +98,32 @@ int cli_queues(const cli_verb_t *verb, int argc, char **argv)
     if (!rc)
         rc = cli_open_broker(&common, &b);
     if (!rc) {
-        char **names;
+        char **items;
         size_t n;
-        int err = broker_queues(b, &names, &n);
-        if (err)
+        int err = fetch(b, &items, &n);
+        if (err) {
             rc = cli_broker_fail(b, err);
-        for (size_t i = 0; !err && i < n; i++)
-            printf("%s\n", names[i]);
-        if (!err)
-            broker_queues_free(names, n);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                print(items[i], common.json);
+            if (n == 0 && when_empty && !common.json)
+                fprintf(stderr, "%s\n", when_empty);
+            broker_queues_free(items, n);
+        }
     }
     broker_close(b);
     return rc;
+}
+
+static void print_queue(const char *name, bool json)
+{
+    (void)json;
+    printf("%s\n", name);
+}
+
+int cli_queues(const cli_verb_t *verb, int argc, char **argv)
+{
+    return list_verb(verb, argc, argv, broker_queues, print_queue, NULL);
 }
 
 int cli_pause(const cli_verb_t *verb, int argc, char **argv)
@@ -159,25 +178,5 @@ static void print_worker(const char *info, bool json)
 
 int cli_workers(const cli_verb_t *verb, int argc, char **argv)
 {
-    cli_common_t common = {0};
-    broker_t *b = NULL;
-    int rc = cli_parse_plain(verb, argc, argv, &common, 0, 0);
-    if (!rc)
-        rc = cli_open_broker(&common, &b);
-    if (!rc) {
-        char **infos;
-        size_t n;
-        int err = broker_workers(b, &infos, &n);
-        if (err)
-            rc = cli_broker_fail(b, err);
-        for (size_t i = 0; !err && i < n; i++)
-            print_worker(infos[i], common.json);
-        if (!err) {
-            if (n == 0 && !common.json)
-                fprintf(stderr, "no live workers\n");
-            broker_queues_free(infos, n);
-        }
-    }
-    broker_close(b);
-    return rc;
+    return list_verb(verb, argc, argv, broker_workers, print_worker, "no live workers");
 }
