@@ -11,6 +11,7 @@
 # If HOPPER_PLUGIN_BUILD_OUT is set, the built greeter.so is copied into that
 # directory (for a test that runs it through `hopper worker`).
 set -euo pipefail
+trap 'echo "plugin_build: failed at line $LINENO" >&2' ERR
 
 fail()
 {
@@ -102,24 +103,21 @@ redis_pid=""
 worker_pid=""
 stop_servers() {
     if [ -n "$worker_pid" ]; then kill -TERM "$worker_pid" 2>/dev/null; wait "$worker_pid" || true; fi
-    if [ -n "$redis_pid" ]; then kill -KILL "$redis_pid" 2>/dev/null; wait "$redis_pid" || true; fi
+    if [ -n "$redis_pid" ]; then kill -TERM "$redis_pid" 2>/dev/null; wait "$redis_pid" || true; fi
     return 0
 }
 trap 'stop_servers; rm -rf "$tmp"' EXIT
-for _ in $(seq 20); do
-    port=$((20000 + RANDOM % 40000))
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --daemonize no --loglevel warning >"$tmp/redis.log" 2>&1 &
-    redis_pid=$!
-    for _ in $(seq 50); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 && break
-        sleep 0.05
-    done
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; redis_pid=""
+# A Unix socket in our own temp dir: no port that another test could hold.
+sock="$tmp/redis.sock"
+redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no \
+    --daemonize no --loglevel warning >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 100); do
+    redis-cli -s "$sock" ping >/dev/null 2>&1 && break
+    sleep 0.05
 done
-[ -n "$redis_pid" ] || fail "could not start a redis-server"
-export HOPPER_REDIS_URL="redis://127.0.0.1:$port"
+redis-cli -s "$sock" ping >/dev/null 2>&1 || { cat "$tmp/redis.log" >&2; fail "could not start a redis-server"; }
+export HOPPER_REDIS_URL="unix://$sock"
 hopper="$prefix/bin/hopper"
 "$hopper" worker --queues greetings --plugins "$tmp/greeter/greeter.so" --processes 1 \
     --threads 1 >"$tmp/worker.log" 2>&1 &
@@ -128,7 +126,7 @@ id=$("$hopper" enqueue --queue greetings --type greet --payload '{"name":"Ada"}'
     fail "enqueue failed"
 state=""
 for _ in $(seq 200); do
-    out=$("$hopper" job "$id")
+    out=$("$hopper" job "$id" 2>&1) || true
     case "$out" in *'"state": "succeeded"'*) state=succeeded; break ;; esac
     sleep 0.05
 done

@@ -31,14 +31,20 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static bool answers_ping(int port)
+/* True when the server on `port` answers and is the one we started (its process_id
+ * is `pid`): a port found free a moment ago may have been taken by another test's
+ * server in between, and talking to that one would mix two tests' data. */
+static bool answers_ping(int port, pid_t pid)
 {
     struct timeval tv = {0, 200000};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     bool ok = false;
     if (c && !c->err) {
-        redisReply *r = redisCommand(c, "PING");
-        ok = r && r->type == REDIS_REPLY_STATUS;
+        redisReply *r = redisCommand(c, "INFO server");
+        if (r && r->type == REDIS_REPLY_STRING) {
+            const char *at = strstr(r->str, "process_id:");
+            ok = at && atol(at + strlen("process_id:")) == (long)pid;
+        }
         if (r)
             freeReplyObject(r);
     }
@@ -80,7 +86,7 @@ static int start_on(test_redis_t *r, int port, const char *const *extra)
     r->pid = spawn(port, extra);
     snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d", port);
     for (int i = 0; i < 500; i++) {
-        if (answers_ping(port))
+        if (answers_ping(port, r->pid))
             return 0;
         int status;
         if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
