@@ -80,6 +80,17 @@ static int parse_id(broker_t *b, const char *id, char *ulid, char *queue)
     return 0;
 }
 
+/* For calls from the worker holding a lease: a well-formed id and a token. `what`
+ * names the call in the message ("ack", "fail", ...). */
+static int parse_leased(broker_t *b, const char *what, const char *id, const char *token,
+                        char *ulid, char *queue)
+{
+    int err = parse_id(b, id, ulid, queue);
+    if (!err && (!token || !token[0]))
+        err = broker__error(b, HP_EINVAL, "%s: a lease token is required", what);
+    return err;
+}
+
 /* ---- Producing ---- */
 
 int broker_enqueue(broker_t *b, const job_spec_t *specs, size_t n, enqueue_result_t *results)
@@ -199,9 +210,7 @@ int broker_ack(broker_t *b, const char *id, const char *token, const char *resul
 static int check_ack(broker_t *b, job_ack_t *ack)
 {
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
-    ack->err = parse_id(b, ack->id, ulid, queue);
-    if (!ack->err && (!ack->token || !ack->token[0]))
-        ack->err = broker__error(b, HP_EINVAL, "ack: a lease token is required");
+    ack->err = parse_leased(b, "ack", ack->id, ack->token, ulid, queue);
     if (!ack->err && ack->result) {
         ack->result_len = ack->result_len ? ack->result_len : strlen(ack->result);
         ack->err = broker__check_json("result", ack->result, ack->result_len, b->max_payload,
@@ -239,11 +248,9 @@ int broker_fail(broker_t *b, const char *id, const char *token, const char *mess
                 job_state_t *new_state, int64_t *retry_at_ms)
 {
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
-    int err = parse_id(b, id, ulid, queue);
+    int err = parse_leased(b, "fail", id, token, ulid, queue);
     if (err)
         return err;
-    if (!token || !token[0])
-        return broker__error(b, HP_EINVAL, "fail: a lease token is required");
     char cut[JOB_ERROR_MAX + 1];
     snprintf(cut, sizeof(cut), "%s", message && message[0] ? message : "failed (no message)");
     job_state_t state;
@@ -259,9 +266,7 @@ int broker_fail(broker_t *b, const char *id, const char *token, const char *mess
 int broker_release(broker_t *b, const char *id, const char *token)
 {
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
-    int err = parse_id(b, id, ulid, queue);
-    if (!err && (!token || !token[0]))
-        err = broker__error(b, HP_EINVAL, "release: a lease token is required");
+    int err = parse_leased(b, "release", id, token, ulid, queue);
     return err ? err : b->ops->release(b, ulid, queue, token);
 }
 
@@ -270,11 +275,9 @@ static int report(broker_t *b, const char *id, const char *token, int percent, c
                   int level, const char *line)
 {
     char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
-    int err = parse_id(b, id, ulid, queue);
+    int err = parse_leased(b, line ? "log" : "progress", id, token, ulid, queue);
     if (err)
         return err;
-    if (!token || !token[0])
-        return broker__error(b, HP_EINVAL, "a lease token is required");
     char cut[JOB_LOG_LINE_MAX + 1];
     const char *text = line ? line : message;
     int max = line ? JOB_LOG_LINE_MAX : JOB_PROGRESS_MESSAGE_MAX;
