@@ -112,6 +112,13 @@ typedef struct job_spec_s {
     int64_t unique_ttl_ms;  /* 0: JOB_UNIQUE_TTL_DEFAULT_MS */
     const char *const *tags;
     size_t ntags;
+    /* The API's Idempotency-Key (already namespaced by the caller, e.g. by token),
+     * and a hash of the request it came with. Like unique_key, but atomic with the
+     * enqueue and with a 24 h TTL: a repeat with the same hash gets the first job's
+     * id (result.duplicate); a repeat with another hash is refused
+     * (result.err HP_EINVAL, result.idempotency_mismatch). */
+    const char *idempotency_key;
+    const char *request_hash;
 } job_spec_t;
 
 typedef struct job_error_s {
@@ -198,9 +205,10 @@ int broker_ping(broker_t *b);
 /* ---- Producing ---- */
 
 typedef struct enqueue_result_s {
-    int err;           /* 0, or why this job was not enqueued */
-    bool duplicate;    /* unique key seen: id is the first job's id */
-    job_state_t state; /* waiting or scheduled */
+    int err;                   /* 0, or why this job was not enqueued */
+    bool duplicate;            /* unique or idempotency key seen: id is the first job's id */
+    bool idempotency_mismatch; /* the key was used with another request */
+    job_state_t state;         /* waiting or scheduled */
     char id[JOB_ID_MAX];
     char errmsg[256];
 } enqueue_result_t;
@@ -329,6 +337,9 @@ typedef struct queue_conf_s {
     int64_t keep_age_ms[JOB_STATE_COUNT]; /* likewise */
 } queue_conf_t;
 
+#define QUEUE_RUNTIME_NBUCKETS 12
+extern const int64_t QUEUE_RUNTIME_BUCKETS_MS[QUEUE_RUNTIME_NBUCKETS];
+
 typedef struct queue_stats_s {
     int64_t counts[JOB_STATE_COUNT];
     int64_t enqueued_total;
@@ -337,6 +348,11 @@ typedef struct queue_stats_s {
     int64_t dead_total;
     bool paused;
     int64_t max_length; /* -1: unlimited */
+    /* Run time of finished attempts (acked or failed), a Prometheus-style
+     * histogram: runtime_count[i] counts attempts that ran <= QUEUE_RUNTIME_BUCKETS_MS[i]
+     * (not cumulative), the last slot those longer than every bound. */
+    int64_t runtime_count[QUEUE_RUNTIME_NBUCKETS + 1];
+    int64_t runtime_sum_ms;
 } queue_stats_t;
 
 int broker_queue_configure(broker_t *b, const char *queue, const queue_conf_t *conf);
@@ -346,10 +362,67 @@ int broker_queue_stats(broker_t *b, const char *queue, queue_stats_t *out);
 int broker_queues(broker_t *b, char ***names, size_t *n);
 void broker_queues_free(char **names, size_t n);
 
+/* Removes every job of `queue` in `state` (not ACTIVE: HP_ESTATE), in steps of a
+ * few thousand so Redis never stalls; *removed (may be NULL) counts them. */
+int broker_purge(broker_t *b, const char *queue, job_state_t state, int64_t *removed);
+
 /* Promotes due jobs, recovers expired leases and trims finished jobs by age, for
  * one queue. *next_due_ms (may be NULL) is when something next comes due, or 0.
  * Reserve does the first two by itself; servers call this on a timer so queues
  * without workers still move. */
 int broker_maintain(broker_t *b, const char *queue, int64_t *next_due_ms);
+
+/* ---- Events ----
+ * Every state change publishes one event, a JSON object:
+ *   {"event":"enqueued|started|progress|succeeded|failed|dead|canceled|retried|deleted",
+ *    "id":"...","queue":"...","type":"...","at":<Unix ms>, ...}
+ * with, where they apply, "attempt", "state" (the state after), "error",
+ * "runtime_ms", "progress", "retry_at". Delivery is best effort (Redis pub/sub):
+ * a subscriber that is away misses events; job state itself is never an event.
+ *
+ * broker_events_next subscribes on its first call: give it a broker_t of its
+ * own, which then serves nothing else. Returns 1 with *json (hp_free) set, 0 when
+ * timeout_ms passed with no event, or an error (the subscription is then gone;
+ * the next call subscribes again). */
+int broker_events_next(broker_t *b, int64_t timeout_ms, char **json);
+
+/* ---- Tokens ----
+ * API tokens, stored hashed (SHA-256) in the broker; the secret is shown once. */
+typedef enum { TOKEN_SCOPE_SUBMIT, TOKEN_SCOPE_READ, TOKEN_SCOPE_ADMIN } token_scope_t;
+const char *token_scope_name(token_scope_t scope);
+int token_scope_parse(const char *name); /* or -1 */
+
+#define TOKEN_ID_LEN     12 /* public part, [a-z0-9] */
+#define TOKEN_MAX        80 /* "hop_<id>_<secret>" and a NUL */
+#define TOKEN_NAME_MAX   64
+#define TOKEN_QUEUES_MAX 256 /* comma-separated patterns; '*' matches any run */
+
+typedef struct token_info_s {
+    char id[TOKEN_ID_LEN + 1];
+    char name[TOKEN_NAME_MAX + 1];
+    token_scope_t scope;
+    char queues[TOKEN_QUEUES_MAX + 1]; /* "" : every queue */
+    double rate;                       /* requests per second; 0: unlimited */
+    int burst;
+    int64_t created_ms;
+} token_info_t;
+
+/* Creates a token: writes the secret token text (shown once) into `token`, and
+ * its record (id, created) back into *info. */
+int broker_token_create(broker_t *b, token_info_t *info, char token[TOKEN_MAX]);
+/* Checks a presented token (constant-time compare of hashes): 0 and *info, or
+ * HP_ENOTFOUND for any token that is malformed, unknown or revoked. */
+int broker_token_verify(broker_t *b, const char *token, token_info_t *info);
+int broker_tokens(broker_t *b, token_info_t **infos, size_t *n); /* hp_free(*infos) */
+int broker_token_revoke(broker_t *b, const char *id);
+
+/* True when `queue` matches one of the comma-separated patterns ("" matches all). */
+bool token_queue_allowed(const char *patterns, const char *queue);
+
+/* ---- Rate limits ----
+ * A token bucket kept in the broker, so every server instance shares it: `rate`
+ * per second, up to `burst` at once. 1: allowed; 0: limited, *retry_after_ms
+ * says when the next one would be. */
+int broker_rate_take(broker_t *b, const char *key, double rate, int burst, int64_t *retry_after_ms);
 
 #endif
