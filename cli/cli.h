@@ -38,8 +38,8 @@ typedef struct cli_verb_s {
     const char *name;
     const char *args; /* e.g. "ID" */
     const char *summary;
-    const char *help; /* option lines */
-    const struct option *options;
+    const char *help;             /* option lines */
+    const struct option *options; /* NULL: the verb builds its own (worker) */
     int (*run)(const struct cli_verb_s *verb, int argc, char **argv);
 } cli_verb_t;
 
@@ -85,7 +85,5 @@ int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
     cli_plain_options[], cli_stats_options[], cli_run_options[];
-/* Built at run time from the worker's option table. */
-extern struct option cli_worker_options[];
 
 #endif

@@ -15,7 +15,7 @@ static const cli_verb_t verbs[] = {
     {"worker", "", "run handler plugins on jobs: P processes x T threads",
      "  --config FILE        a JSON file of these options (\"queues\", \"threads\", ...)\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_QUEUES)\n",
-     cli_worker_options, cli_worker},
+     NULL /* cli_worker builds its own from the worker's option table */, cli_worker},
     {"enqueue", "", "submit a job; prints its id",
      "  --queue Q        queue name (required)\n"
      "  --type T         job type, which picks the handler (required)\n"

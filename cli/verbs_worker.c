@@ -1,6 +1,8 @@
 /*
  * `hopper worker`: builds the worker's configuration from, in rising precedence,
  * defaults, --config FILE, HOPPER_* variables and flags, then runs the supervisor.
+ * The flags come from the worker's option table (hp_config_getopt), so a new option
+ * needs no change here.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,75 +11,79 @@
 #include "worker/worker.h"
 
 #define OPT_CONFIG 900
-#define OPT_FIRST  1000 /* worker options are OPT_FIRST + their index */
 
-/* Filled from worker_config_option_names() at first use. */
-struct option cli_worker_options[32];
+/* The verb's own flags, after the worker's options. */
+static const struct option extra_options[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"strict", no_argument, NULL, 'S'},
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
 
-static void build_options(void)
-{
-    struct option *o = cli_worker_options;
-    const char *const *names = worker_config_option_names();
-    int n = 0;
-    for (; names[n] && n < 24; n++)
-        o[n] = (struct option){
-            names[n], worker_config_option_takes_value(names[n]) ? required_argument : no_argument,
-            NULL, OPT_FIRST + n};
-    o[n++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
-    o[n++] = (struct option){"strict", no_argument, NULL, 'S'};
-    o[n++] = (struct option){"help", no_argument, NULL, 'h'};
-    o[n] = (struct option){0};
-}
-
-static int fail_config(worker_config_t *cfg, char *msg)
+static int fail_config(char *msg)
 {
     fprintf(stderr, "hopper worker: %s; see hopper worker --help\n", msg);
     hp_free(msg);
-    worker_config_cleanup(cfg);
     return CLI_EXIT_USAGE;
 }
 
 int cli_worker(const cli_verb_t *verb, int argc, char **argv)
 {
-    build_options();
+    const hp_option_table_t *table = worker_config_table();
+    struct option *options = hp_config_getopt(table, extra_options);
     worker_config_t cfg;
     worker_config_init(&cfg);
     char *msg = NULL;
+    int rc;
     /* First pass: --help and --config, which the other sources stack on. */
     const char *config_file = NULL;
     int opt;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         if (opt == 'h') {
             cli_print_help(verb);
             worker_config_print_help();
-            worker_config_cleanup(&cfg);
-            return CLI_EXIT_OK;
+            rc = CLI_EXIT_OK;
+            goto done;
         }
-        if (opt == '?')
-            return cli_usage(verb, "bad option \"%s\" (unknown, or missing its value)",
-                             argv[optind - 1]);
+        if (opt == '?') {
+            rc = cli_usage(verb, "bad option \"%s\" (unknown, or missing its value)",
+                           argv[optind - 1]);
+            goto done;
+        }
         if (opt == OPT_CONFIG)
             config_file = optarg;
     }
-    if (config_file && worker_config_load_file(&cfg, config_file, &msg))
-        return fail_config(&cfg, msg);
-    if (worker_config_load_env(&cfg, &msg))
-        return fail_config(&cfg, msg);
-    const char *const *names = worker_config_option_names();
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "", verb->options, NULL)) != -1) {
-        if (opt == 'S')
-            cfg.strict = true;
-        else if (opt >= OPT_FIRST &&
-                 worker_config_set(&cfg, names[opt - OPT_FIRST], optarg ? optarg : "true", &msg))
-            return fail_config(&cfg, msg);
+    if (config_file && worker_config_load_file(&cfg, config_file, &msg)) {
+        rc = fail_config(msg);
+        goto done;
     }
-    if (optind < argc)
-        return cli_usage(verb, "unexpected argument \"%s\"", argv[optind]);
-    if (worker_config_check(&cfg, &msg))
-        return fail_config(&cfg, msg);
-    int rc = worker_run(&cfg);
+    if (worker_config_load_env(&cfg, &msg)) {
+        rc = fail_config(msg);
+        goto done;
+    }
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (opt == 'S') {
+            cfg.strict = true;
+        } else if (opt >= HP_CONFIG_OPT_BASE &&
+                   worker_config_set(&cfg, table->opts[opt - HP_CONFIG_OPT_BASE].name,
+                                     optarg ? optarg : "true", &msg)) {
+            rc = fail_config(msg);
+            goto done;
+        }
+    }
+    if (optind < argc) {
+        rc = cli_usage(verb, "unexpected argument \"%s\"", argv[optind]);
+        goto done;
+    }
+    if (worker_config_check(&cfg, &msg)) {
+        rc = fail_config(msg);
+        goto done;
+    }
+    rc = worker_run(&cfg);
+done:
     worker_config_cleanup(&cfg);
+    hp_free(options);
     return rc;
 }

@@ -1,7 +1,9 @@
 /*
  * common/ -- the small helpers every Hopper module shares: allocation, error
  * codes, logging, clocks and durations, time-ordered ids, and a capped string
- * buffer. This header is the module's only door.
+ * buffer. This header is the module's main door; common/config.h, the table-driven
+ * option engine that the worker and the HTTP server share, is its second, included
+ * only where options are read (so <getopt.h> stays out of everything else).
  */
 #ifndef HP_COMMON_H
 #define HP_COMMON_H

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "common/config.h"
 
 typedef struct worker_queue_s {
     char name[JOB_QUEUE_NAME_MAX + 1];
@@ -24,8 +25,8 @@ typedef struct worker_queue_s {
 /*
  * What a worker runs with. Filled, in rising order of precedence, from defaults,
  * a JSON config file, HOPPER_* environment variables and command-line flags, all
- * through one table of options (config.c). Owned strings are freed by
- * worker_config_cleanup.
+ * through one table of options (config.c) that the common option engine applies
+ * (common/config.h). Owned strings are freed by worker_config_cleanup.
  */
 typedef struct worker_config_s {
     char *redis_url;
@@ -61,6 +62,9 @@ int worker_config_load_env(worker_config_t *cfg, char **errmsg);
 int worker_config_check(const worker_config_t *cfg, char **errmsg);
 /* "  --name VALUE   help" lines for every option, for --help. */
 void worker_config_print_help(void);
+/* The worker's option table, for the engine's other uses (hp_config_getopt). Static:
+ * valid for the life of the program. */
+const hp_option_table_t *worker_config_table(void);
 /* The option names, for building the command line's option table. NULL-terminated. */
 const char *const *worker_config_option_names(void);
 bool worker_config_option_takes_value(const char *name);
