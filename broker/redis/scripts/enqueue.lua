@@ -60,15 +60,19 @@ local function main()
       records[#records + 1] = ulid
       if due > NOW then
         records[#records + 1] = '{"s":"scheduled","a":0,"ra":' .. int(due) .. ',' .. ARGV[b + 2]
-        publish('enqueued', ulid, type_literal(ARGV[b + 2]),
-          ',"state":"scheduled","run_at":' .. int(due))
+        if listened() then
+          publish('enqueued', ulid, type_literal(ARGV[b + 2]),
+            ',"state":"scheduled","run_at":' .. int(due))
+        end
         sched[#sched + 1] = due
         sched[#sched + 1] = ulid
         nsched = nsched + 1
         out[i + 1] = 's'
       else
         records[#records + 1] = '{"s":"waiting","a":0,' .. ARGV[b + 2]
-        publish('enqueued', ulid, type_literal(ARGV[b + 2]), ',"state":"waiting"')
+        if listened() then
+          publish('enqueued', ulid, type_literal(ARGV[b + 2]), ',"state":"waiting"')
+        end
         local ids = by_prio[prio]
         if not ids then
           ids = {}

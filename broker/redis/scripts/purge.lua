@@ -59,7 +59,7 @@ local function main()
     removed, done = purge_set(state, limit)
   end
   count(state, -removed)
-  if done then
+  if done and listened() then
     redis.call('PUBLISH', EVENTS, '{"event":"purged","queue":"' .. Q .. '","state":"' .. state
       .. '","count":' .. int(before + removed) .. ',"at":' .. NOW_S .. '}')
   end

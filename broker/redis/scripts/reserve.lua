@@ -57,8 +57,10 @@ local function main()
             out[#out + 1] = ulid
             out[#out + 1] = rec
             taken = taken + 1
-            publish('started', ulid, type_literal(rec),
-              ',"attempt":' .. int(attempts + 1) .. ',"state":"active"')
+            if listened() then
+              publish('started', ulid, type_literal(rec),
+                ',"attempt":' .. int(attempts + 1) .. ',"state":"active"')
+            end
           end
         end
       end
