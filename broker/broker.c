@@ -4,6 +4,7 @@
  * messages for bad input are written here, once, for every backend.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -430,4 +431,60 @@ int broker_maintain(broker_t *b, const char *queue, int64_t *next_due_ms)
     int64_t ignored;
     int err = check_queue(b, queue);
     return err ? err : b->ops->maintain(b, queue, next_due_ms ? next_due_ms : &ignored);
+}
+
+/* Every job of one state, in steps (the backend chooses their size). */
+int broker_purge(broker_t *b, const char *queue, job_state_t state, int64_t *removed)
+{
+    int64_t ignored;
+    removed = removed ? removed : &ignored;
+    *removed = 0;
+    int err = check_queue(b, queue);
+    if (err)
+        return err;
+    if ((unsigned)state >= JOB_STATE_COUNT)
+        return broker__error(b, HP_EINVAL, "state: unknown");
+    if (state == JOB_STATE_ACTIVE)
+        return broker__error(b, HP_ESTATE,
+                             "purge: active jobs are held by workers; cancel them instead");
+    return b->ops->purge(b, queue, state, removed);
+}
+
+/* ---- Events ---- */
+
+int broker_events_next(broker_t *b, int64_t timeout_ms, char **json)
+{
+    *json = NULL;
+    if (timeout_ms < 0)
+        return broker__error(b, HP_EINVAL, "events: timeout must be >= 0 ms, got %lld",
+                             (long long)timeout_ms);
+    return b->ops->events_next(b, timeout_ms, json);
+}
+
+/* ---- Rate limits ---- */
+
+#define RATE_KEY_MAX 200
+
+int broker_rate_take(broker_t *b, const char *key, double rate, int burst, int64_t *retry_after_ms)
+{
+    int64_t ignored;
+    retry_after_ms = retry_after_ms ? retry_after_ms : &ignored;
+    *retry_after_ms = 0;
+    size_t len = key ? strlen(key) : 0;
+    bool key_ok = len > 0 && len <= RATE_KEY_MAX;
+    for (size_t i = 0; key_ok && i < len; i++)
+        key_ok = key[i] >= 0x21 && key[i] <= 0x7e;
+    if (!key_ok)
+        return broker__error(b, HP_EINVAL,
+                             "rate limit key: must be 1-%d printable ASCII characters without "
+                             "spaces",
+                             RATE_KEY_MAX);
+    if (!isfinite(rate) || rate < 0)
+        return broker__error(b, HP_EINVAL, "rate: must be 0 (unlimited) or more per second");
+    if (burst < 0)
+        return broker__error(b, HP_EINVAL, "burst: must not be negative, got %d", burst);
+    if (rate == 0)
+        return 1;
+    /* A burst of 0 would refuse everything: at least one request passes. */
+    return b->ops->rate_take(b, key, rate, burst > 0 ? burst : 1, retry_after_ms);
 }

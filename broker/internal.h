@@ -17,7 +17,9 @@ typedef struct broker__prepared_s {
     int64_t run_at_ms;
     const char *unique_key; /* "" when none */
     int64_t unique_ttl_ms;
-    char *body; /* meta members after the state, "}\n", payload; owned */
+    const char *idempotency_key; /* "" when none */
+    const char *request_hash;    /* "" when none */
+    char *body;                  /* meta members after the state, "}\n", payload; owned */
     size_t body_len;
     size_t index; /* position in the caller's batch */
 } broker__prepared_t;
@@ -59,6 +61,18 @@ typedef struct broker_ops_s {
     int (*queue_stats)(broker_t *b, const char *queue, queue_stats_t *out);
     int (*queues)(broker_t *b, char ***names, size_t *n);
     int (*maintain)(broker_t *b, const char *queue, int64_t *next_due_ms);
+    /* Removes every job of a non-active state, in steps that never stall the backend. */
+    int (*purge)(broker_t *b, const char *queue, job_state_t state, int64_t *removed);
+    /* 1 with *json (hp_free), 0 on timeout, or an error (the subscription is gone). */
+    int (*events_next)(broker_t *b, int64_t timeout_ms, char **json);
+    /* Token records, stored by id; the backend never sees a secret. store sets
+     * *stored false (and returns 0) when the id is taken. */
+    int (*token_store)(broker_t *b, const char *id, const char *record, bool *stored);
+    int (*token_load)(broker_t *b, const char *id, char **record); /* HP_ENOTFOUND */
+    int (*token_records)(broker_t *b, char ***records, size_t *n);
+    int (*token_delete)(broker_t *b, const char *id); /* HP_ENOTFOUND */
+    /* rate > 0 and burst >= 1 here. */
+    int (*rate_take)(broker_t *b, const char *key, double rate, int burst, int64_t *retry_after_ms);
 } broker_ops_t;
 
 struct broker_s {

@@ -21,6 +21,11 @@
 
 /* ---- States and ids ---- */
 
+/* Upper bounds of the run-time histogram's buckets; scripts.c writes them into every
+ * Lua script, so C and Lua bucket the same way. */
+const int64_t QUEUE_RUNTIME_BUCKETS_MS[QUEUE_RUNTIME_NBUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000};
+
 static const char *const state_names[] = {
 #define XX(name, str, final) str,
     JOB_STATE_MAP(XX)
@@ -147,6 +152,31 @@ static int validate_retries(const job_spec_t *s, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* The request hash is stored as "<hash>|<job id>", so it holds no '|'; any digest
+ * in hex or base64 fits. */
+#define REQUEST_HASH_MAX 128
+
+static int validate_idempotency(const job_spec_t *s, char *errbuf, size_t errlen)
+{
+    if (!s->idempotency_key) {
+        if (s->request_hash)
+            REFUSE(HP_EINVAL, "request_hash: given without an idempotency_key");
+        return 0;
+    }
+    if (!utf8_text_valid(s->idempotency_key, JOB_UNIQUE_KEY_MAX))
+        REFUSE(HP_EINVAL, "idempotency_key: must be 1-%d bytes of UTF-8 text", JOB_UNIQUE_KEY_MAX);
+    size_t len = s->request_hash ? strlen(s->request_hash) : 0;
+    bool ok = len > 0 && len <= REQUEST_HASH_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = s->request_hash[i] >= 0x21 && s->request_hash[i] <= 0x7e && s->request_hash[i] != '|';
+    if (!ok)
+        REFUSE(HP_EINVAL,
+               "request_hash: must be 1-%d printable ASCII characters without '|' or spaces "
+               "(required with an idempotency_key)",
+               REQUEST_HASH_MAX);
+    return 0;
+}
+
 int broker__validate_spec(const job_spec_t *s, size_t max_payload, char *errbuf, size_t errlen)
 {
     if (!job_queue_name_valid(s->queue))
@@ -165,6 +195,9 @@ int broker__validate_spec(const job_spec_t *s, size_t max_payload, char *errbuf,
         return err;
     if (s->unique_key && !utf8_text_valid(s->unique_key, JOB_UNIQUE_KEY_MAX))
         REFUSE(HP_EINVAL, "unique_key: must be 1-%d bytes of UTF-8 text", JOB_UNIQUE_KEY_MAX);
+    int err_idem = validate_idempotency(s, errbuf, errlen);
+    if (err_idem)
+        return err_idem;
     if (s->unique_ttl_ms < 0 || s->unique_ttl_ms > JOB_DELAY_MAX_MS)
         REFUSE(HP_EINVAL, "unique_ttl: must be between 0 and %lld ms", JOB_DELAY_MAX_MS);
     if (s->ntags > JOB_TAGS_MAX)
@@ -232,6 +265,8 @@ void broker__prepare(const job_spec_t *s, broker__prepared_t *out)
     out->run_at_ms = s->run_at_ms;
     out->unique_key = s->unique_key ? s->unique_key : "";
     out->unique_ttl_ms = s->unique_ttl_ms ? s->unique_ttl_ms : JOB_UNIQUE_TTL_DEFAULT_MS;
+    out->idempotency_key = s->idempotency_key ? s->idempotency_key : "";
+    out->request_hash = s->request_hash ? s->request_hash : "";
 }
 
 void broker__prepared_cleanup(broker__prepared_t *p)

@@ -82,8 +82,9 @@ int cli_workers(const cli_verb_t *verb, int argc, char **argv);
 int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume */
 int cli_run(const cli_verb_t *verb, int argc, char **argv);
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);
+int cli_token(const cli_verb_t *verb, int argc, char **argv); /* create, list, revoke */
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
-    cli_plain_options[], cli_stats_options[], cli_run_options[];
+    cli_plain_options[], cli_stats_options[], cli_run_options[], cli_token_options[];
 
 #endif

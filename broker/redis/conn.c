@@ -4,6 +4,7 @@
  * reconnects, so a broker outlives a Redis restart without the caller's help.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,7 +263,8 @@ static int eval_pass(rconn_t *c, broker_t *b, const redis_script_t *s, const rev
         snprintf(keys[i], sizeof(keys[i]), "hopper:{%s}:", calls[i].queue);
         const char **a = argv + used;
         size_t *l = lens + used;
-        a[0] = "EVALSHA", a[1] = s->sha, a[2] = "1", a[3] = keys[i];
+        a[0] = "EVALSHA", a[1] = s->sha, a[2] = "1";
+        a[3] = calls[i].key ? calls[i].key : keys[i];
         for (int k = 0; k < 4; k++)
             l[k] = strlen(a[k]);
         for (int k = 0; k < calls[i].nargs; k++) {
@@ -387,4 +389,74 @@ int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t
         woken = broker__redis_reply_err(b, r);
     freeReplyObject(r);
     return woken;
+}
+
+/* ---- Pub/sub ---- */
+
+/* A pushed message is ["message", channel, payload]; confirmations of SUBSCRIBE are
+ * ["subscribe", channel, count] and are skipped. */
+static bool take_message(redisReply *r, char **payload)
+{
+    bool is_message = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                      r->element[0]->type == REDIS_REPLY_STRING &&
+                      strcmp(r->element[0]->str, "message") == 0 &&
+                      r->element[2]->type == REDIS_REPLY_STRING;
+    if (is_message)
+        *payload = hp_strndup(r->element[2]->str, r->element[2]->len);
+    freeReplyObject(r);
+    return is_message;
+}
+
+static int lost(rconn_t *c, broker_t *b, bool *subscribed, const char *why)
+{
+    broker__error(b, HP_EUNAVAIL, "redis at %s: %s (event subscription lost)", c->where, why);
+    drop(c);
+    *subscribed = false;
+    return HP_EUNAVAIL;
+}
+
+int broker__rconn_next_message(rconn_t *c, broker_t *b, const char *channel, bool *subscribed,
+                               int64_t timeout_ms, char **payload)
+{
+    *payload = NULL;
+    if (!c->ctx) {
+        *subscribed = false;
+        int err = connect_now(c, b);
+        if (err)
+            return err;
+    }
+    if (!*subscribed) {
+        /* Sent without waiting for the confirmation: it arrives as one more reply
+         * that take_message skips. */
+        if (redisAppendCommand(c->ctx, "SUBSCRIBE %s", channel) != REDIS_OK)
+            return lost(c, b, subscribed, c->ctx->errstr);
+        int done = 0;
+        while (!done) {
+            if (redisBufferWrite(c->ctx, &done) != REDIS_OK)
+                return lost(c, b, subscribed, c->ctx->errstr);
+        }
+        *subscribed = true;
+    }
+    /* hiredis 0.14 marks a context failed when a socket read times out, so this
+     * never reads before poll() says there is something to read. */
+    int64_t deadline = hp_mono_ms() + timeout_ms;
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(c->ctx, &reply) != REDIS_OK)
+            return lost(c, b, subscribed, c->ctx->errstr);
+        if (reply) {
+            if (take_message(reply, payload))
+                return 1;
+            continue;
+        }
+        int64_t left = deadline - hp_mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = c->ctx->fd, .events = POLLIN};
+        int ready = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (ready < 0 && errno != EINTR)
+            return lost(c, b, subscribed, strerror(errno));
+        if (ready > 0 && redisBufferRead(c->ctx) != REDIS_OK)
+            return lost(c, b, subscribed, c->ctx->errstr);
+    }
 }

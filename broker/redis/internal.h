@@ -16,7 +16,12 @@
  *   hopper:{q}:u:<key>            unique key -> first job id, with a TTL
  *   hopper:{q}:notify             list holding at most one wake-up token
  *   hopper:{q}:prog, :logs        hash ulid -> "<percent>|<message>"; ulid -> JSON lines
+ *   hopper:{q}:i:<key>            idempotency key -> "<request hash>|<job id>", 24 h TTL
+ *   hopper:{q}:rt                 hash run-time bucket index (0-12) -> count, "sum" -> ms
  *   hopper:workers, hopper:worker:<id>   zset id -> last beat; info JSON with a TTL
+ *   hopper:tokens                 hash token id -> JSON record (SHA-256 of the token)
+ *   hopper:rl:<key>               rate limit: the next request's GCRA time, with a TTL
+ *   channel hopper:events         one JSON event per state change (PUBLISH)
  * Upgrades: none yet. A change to this layout bumps REDIS_SCHEMA_VERSION and adds
  * its upgrade step here.
  */
@@ -46,7 +51,9 @@
     XX(PAUSE, pause)                                                                               \
     XX(STATS, stats)                                                                               \
     XX(RELEASE, release)                                                                           \
-    XX(REPORT, report)
+    XX(REPORT, report)                                                                             \
+    XX(PURGE, purge)                                                                               \
+    XX(RATE, rate)
 
 typedef enum {
 #define XX(id, file) SCRIPT_##id,
@@ -102,9 +109,10 @@ int broker__rconn_pipeline(rconn_t *c, broker_t *b, const rcmd_t *cmds, size_t n
 int broker__rconn_command(rconn_t *c, broker_t *b, redisReply **reply, int argc, const char **argv,
                           const size_t *lens);
 
-/* A script call: EVALSHA sha 1 hopper:{queue}: args... */
+/* A script call: EVALSHA sha 1 hopper:{queue}: args... (or `key` as it is). */
 typedef struct reval_s {
     const char *queue;
+    const char *key; /* NULL: the queue's prefix; else KEYS[1] itself (rate limits) */
     int nargs;
     const char **args;
     const size_t *lens; /* NULL: strlen */
@@ -122,6 +130,13 @@ int broker__redis_eval(rconn_t *c, broker_t *b, redis_script_id_t script, const 
 int broker__redis_reply_err(broker_t *b, const redisReply *r);
 /* The same for an error text a script returns per item ("ELEASE job ..."). */
 int broker__redis_error_text(broker_t *b, const char *msg);
+
+/* Waits up to timeout_ms for the next message on `channel`, subscribing first when
+ * *subscribed is false (and setting it). 1 with *payload (hp_free), 0 on timeout;
+ * on a dropped connection HP_EUNAVAIL and *subscribed false. The context is never
+ * left broken by a timeout: it polls the socket instead of timing out a read. */
+int broker__rconn_next_message(rconn_t *c, broker_t *b, const char *channel, bool *subscribed,
+                               int64_t timeout_ms, char **payload);
 
 /* Blocks in BLPOP on the notify keys; 1 woken, 0 timed out. */
 int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t n,

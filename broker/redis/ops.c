@@ -14,6 +14,7 @@ typedef struct redis_broker_s {
     rconn_t conn;
     char **known_queues; /* already in hopper:queues, so enqueue skips the SADD */
     size_t nknown;
+    bool subscribed; /* to hopper:events: this connection now serves nothing else */
 } redis_broker_t;
 
 #define KNOWN_QUEUES_MAX 1024
@@ -55,7 +56,7 @@ static int reply_err_or_unexpected(broker_t *b, const redisReply *r, const char 
 static int eval1(broker_t *b, redis_script_id_t script, const char *queue, int nargs,
                  const char **args, const size_t *lens, redisReply **reply)
 {
-    reval_t call = {queue, nargs, args, lens};
+    reval_t call = {.queue = queue, .nargs = nargs, .args = args, .lens = lens};
     int err = broker__redis_eval(conn_of(b), b, script, &call, 1, reply);
     if (!err)
         err = broker__redis_reply_err(b, *reply);
@@ -265,7 +266,8 @@ static int eval_by_queue(broker_t *b, redis_script_id_t script, const queue_grou
         }
         l[0] = strlen(a[0]);
         if (items)
-            calls[ncalls++] = (reval_t){qg->queues[g], (int)at, a, l};
+            calls[ncalls++] =
+                (reval_t){.queue = qg->queues[g], .nargs = (int)at, .args = a, .lens = l};
     }
     int err = broker__redis_eval(conn_of(b), b, script, calls, ncalls, replies);
     hp_free(calls);
@@ -381,7 +383,8 @@ static int register_queues(redis_broker_t *rb, const char **queues, size_t n)
     return err;
 }
 
-#define ENQUEUE_OPTS_MAX (4 * 24 + JOB_UNIQUE_KEY_MAX + 1)
+/* Seven numbers, then the unique key, the idempotency key and the request hash. */
+#define ENQUEUE_OPTS_MAX (7 * 24 + 3 * JOB_UNIQUE_KEY_MAX + 1)
 
 static void set_result_error(enqueue_result_t *res, int err, const char *msg)
 {
@@ -394,17 +397,19 @@ typedef struct enqueue_args_s {
     char (*opts)[ENQUEUE_OPTS_MAX];
 } enqueue_args_t;
 
-/* Three arguments per job (enqueue.lua): ulid, options ('' when all default), body. */
+/* Three arguments per job (enqueue.lua): ulid, options ('' when all default), body.
+ * Options carry the keys' lengths, since a key may hold any character. */
 static void enqueue_item_args(void *ctx, size_t i, const char **args, size_t *lens)
 {
     enqueue_args_t *ea = ctx;
     broker__prepared_t *p = &ea->jobs[i];
     char *opts = ea->opts[i];
     opts[0] = '\0';
-    if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0])
-        snprintf(opts, ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%s", p->priority,
+    if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0] || p->idempotency_key[0])
+        snprintf(opts, ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%zu,%zu,%zu,%s%s%s", p->priority,
                  (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
-                 p->unique_key);
+                 strlen(p->unique_key), strlen(p->idempotency_key), strlen(p->request_hash),
+                 p->unique_key, p->idempotency_key, p->request_hash);
     args[0] = p->ulid;
     lens[0] = HP_ULID_LEN;
     args[1] = opts;
@@ -413,12 +418,19 @@ static void enqueue_item_args(void *ctx, size_t i, const char **args, size_t *le
     lens[2] = p->body_len;
 }
 
-/* One job's answer: 'w', 's', or the id of the job that holds its unique key. */
+/* One job's answer: 'w', 's', 'm' (idempotency key used with another request), or
+ * the id of the job that holds its unique or idempotency key. */
 static void fill_result(broker_t *b, const redisReply *item, const broker__prepared_t *p,
                         enqueue_result_t *res)
 {
     if (!item || item->type != REDIS_REPLY_STRING) {
         set_result_error(res, unexpected(b, "enqueue"), b->errmsg);
+    } else if (item->len == 1 && item->str[0] == 'm') {
+        res->idempotency_mismatch = true;
+        snprintf(res->errmsg, sizeof(res->errmsg),
+                 "idempotency_key: this Idempotency-Key was used with a different request "
+                 "in the last 24 hours; nothing was enqueued");
+        res->err = HP_EINVAL;
     } else if (item->len == 1) {
         snprintf(res->id, sizeof(res->id), "%s-%s", p->ulid, p->queue);
         res->state = item->str[0] == 's' ? JOB_STATE_SCHEDULED : JOB_STATE_WAITING;
@@ -951,11 +963,20 @@ static int redis_queue_stats(broker_t *b, const char *queue, queue_stats_t *out)
     int err = eval1(b, SCRIPT_STATS, queue, 0, NULL, NULL, &r);
     if (err)
         return err;
-    if (!reply_is(r, REDIS_REPLY_ARRAY, 2)) {
+    if (!reply_is(r, REDIS_REPLY_ARRAY, 3)) {
         freeReplyObject(r);
         return unexpected(b, "stats");
     }
-    const redisReply *counts = r->element[0], *conf = r->element[1];
+    const redisReply *counts = r->element[0], *conf = r->element[1], *rt = r->element[2];
+    for (size_t i = 0; i + 1 < rt->elements; i += 2) {
+        const char *k = rt->element[i]->str;
+        char *end;
+        long bucket = strtol(k, &end, 10);
+        if (strcmp(k, "sum") == 0)
+            out->runtime_sum_ms = reply_i64(rt->element[i + 1]);
+        else if (end != k && !*end && bucket >= 0 && bucket <= QUEUE_RUNTIME_NBUCKETS)
+            out->runtime_count[bucket] = reply_i64(rt->element[i + 1]);
+    }
     for (size_t i = 0; i + 1 < counts->elements; i += 2) {
         const char *k = counts->element[i]->str;
         int64_t v = reply_i64(counts->element[i + 1]);
@@ -1018,6 +1039,146 @@ static int redis_maintain(broker_t *b, const char *queue, int64_t *next_due_ms)
     return 0;
 }
 
+/* Jobs removed per script call: a few milliseconds of Redis time at most, so other
+ * clients wait no longer than that while a queue of millions is purged. */
+#define PURGE_CHUNK 2000
+
+static int redis_purge(broker_t *b, const char *queue, job_state_t state, int64_t *removed)
+{
+    char slimit[24], stotal[24];
+    snprintf(slimit, sizeof(slimit), "%d", PURGE_CHUNK);
+    *removed = 0;
+    for (;;) {
+        snprintf(stotal, sizeof(stotal), "%lld", (long long)*removed);
+        redisReply *r = NULL;
+        int err = eval1(b, SCRIPT_PURGE, queue, 3,
+                        (const char *[]){job_state_name(state), slimit, stotal}, NULL, &r);
+        if (err)
+            return err;
+        if (!reply_is(r, REDIS_REPLY_ARRAY, 2)) {
+            freeReplyObject(r);
+            return unexpected(b, "purge");
+        }
+        *removed += reply_i64(r->element[0]);
+        bool done = reply_i64(r->element[1]) != 0;
+        freeReplyObject(r);
+        if (done)
+            return 0;
+    }
+}
+
+/* ---- Events ---- */
+
+#define EVENTS_CHANNEL "hopper:events"
+
+static int redis_events_next(broker_t *b, int64_t timeout_ms, char **json)
+{
+    redis_broker_t *rb = (redis_broker_t *)b;
+    return broker__rconn_next_message(&rb->conn, b, EVENTS_CHANNEL, &rb->subscribed, timeout_ms,
+                                      json);
+}
+
+/* ---- Tokens ---- */
+
+#define TOKENS_KEY "hopper:tokens"
+
+/* Runs one command whose reply the caller checks and frees. */
+static int command(broker_t *b, redisReply **r, int argc, const char **argv)
+{
+    int err = broker__rconn_command(conn_of(b), b, r, argc, argv, NULL);
+    if (!err)
+        err = broker__redis_reply_err(b, *r);
+    if (err && *r) {
+        freeReplyObject(*r);
+        *r = NULL;
+    }
+    return err;
+}
+
+static int redis_token_store(broker_t *b, const char *id, const char *record, bool *stored)
+{
+    redisReply *r = NULL;
+    int err = command(b, &r, 4, (const char *[]){"HSETNX", TOKENS_KEY, id, record});
+    if (err)
+        return err;
+    *stored = reply_i64(r) == 1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static int redis_token_load(broker_t *b, const char *id, char **record)
+{
+    redisReply *r = NULL;
+    int err = command(b, &r, 3, (const char *[]){"HGET", TOKENS_KEY, id});
+    if (err)
+        return err;
+    if (r->type == REDIS_REPLY_STRING)
+        *record = hp_strndup(r->str, r->len);
+    else
+        err = broker__error(b, HP_ENOTFOUND, "token %s not found", id);
+    freeReplyObject(r);
+    return err;
+}
+
+static int redis_token_records(broker_t *b, char ***records, size_t *n)
+{
+    redisReply *r = NULL;
+    int err = command(b, &r, 2, (const char *[]){"HVALS", TOKENS_KEY});
+    if (err)
+        return err;
+    if (!reply_is(r, REDIS_REPLY_ARRAY, 0)) {
+        freeReplyObject(r);
+        return unexpected(b, "HVALS " TOKENS_KEY);
+    }
+    *records = hp_calloc(r->elements ? r->elements : 1, sizeof(char *));
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            (*records)[(*n)++] = hp_strndup(r->element[i]->str, r->element[i]->len);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+static int redis_token_delete(broker_t *b, const char *id)
+{
+    redisReply *r = NULL;
+    int err = command(b, &r, 3, (const char *[]){"HDEL", TOKENS_KEY, id});
+    if (err)
+        return err;
+    if (reply_i64(r) != 1)
+        err = broker__error(b, HP_ENOTFOUND, "token %s not found", id);
+    freeReplyObject(r);
+    return err;
+}
+
+/* ---- Rate limits ---- */
+
+static int redis_rate_take(broker_t *b, const char *key, double rate, int burst,
+                           int64_t *retry_after_ms)
+{
+    char *rkey = hp_sprintf("hopper:rl:%s", key);
+    char srate[48], sburst[24];
+    snprintf(srate, sizeof(srate), "%.17g", rate);
+    snprintf(sburst, sizeof(sburst), "%d", burst);
+    /* The queue names no key here; it only labels messages. */
+    reval_t call = {"rate", rkey, 2, (const char *[]){srate, sburst}, NULL};
+    redisReply *r = NULL;
+    int err = broker__redis_eval(conn_of(b), b, SCRIPT_RATE, &call, 1, &r);
+    hp_free(rkey);
+    if (!err)
+        err = broker__redis_reply_err(b, r);
+    int allowed = 0;
+    if (!err && !reply_is(r, REDIS_REPLY_ARRAY, 2))
+        err = unexpected(b, "rate limit");
+    if (!err) {
+        allowed = reply_i64(r->element[0]) == 1;
+        *retry_after_ms = allowed ? 0 : reply_i64(r->element[1]);
+    }
+    if (r)
+        freeReplyObject(r);
+    return err ? err : allowed;
+}
+
 static const broker_ops_t redis_ops = {
     .name = "redis",
     .close = redis_close,
@@ -1043,4 +1204,11 @@ static const broker_ops_t redis_ops = {
     .queue_stats = redis_queue_stats,
     .queues = redis_queues,
     .maintain = redis_maintain,
+    .purge = redis_purge,
+    .events_next = redis_events_next,
+    .token_store = redis_token_store,
+    .token_load = redis_token_load,
+    .token_records = redis_token_records,
+    .token_delete = redis_token_delete,
+    .rate_take = redis_rate_take,
 };

@@ -33,13 +33,21 @@ static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
 static char *defaults_line(void)
 {
-    return hp_sprintf("local D = {bb = %d, bc = %lld, log_max = %d,\n"
-                      "  keep = {succeeded = %d, dead = %d, canceled = %d},\n"
-                      "  keepage = {succeeded = %lld, dead = %lld, canceled = %lld}}\n",
-                      BACKOFF_BASE_DEFAULT_MS, BACKOFF_CAP_DEFAULT_MS, JOB_LOG_MAX_BYTES,
-                      QUEUE_KEEP_SUCCEEDED_DEFAULT, QUEUE_KEEP_DEAD_DEFAULT,
-                      QUEUE_KEEP_CANCELED_DEFAULT, QUEUE_KEEP_SUCCEEDED_AGE_DEFAULT_MS,
-                      QUEUE_KEEP_DEAD_AGE_DEFAULT_MS, QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS);
+    hp_strbuf_t rt;
+    hp_strbuf_init(&rt, 0);
+    for (int i = 0; i < QUEUE_RUNTIME_NBUCKETS; i++)
+        hp_strbuf_printf(&rt, "%s%lld", i ? ", " : "", (long long)QUEUE_RUNTIME_BUCKETS_MS[i]);
+    char *line =
+        hp_sprintf("local D = {bb = %d, bc = %lld, log_max = %d,\n"
+                   "  keep = {succeeded = %d, dead = %d, canceled = %d},\n"
+                   "  keepage = {succeeded = %lld, dead = %lld, canceled = %lld},\n"
+                   "  rt = {%s}}\n",
+                   BACKOFF_BASE_DEFAULT_MS, BACKOFF_CAP_DEFAULT_MS, JOB_LOG_MAX_BYTES,
+                   QUEUE_KEEP_SUCCEEDED_DEFAULT, QUEUE_KEEP_DEAD_DEFAULT,
+                   QUEUE_KEEP_CANCELED_DEFAULT, QUEUE_KEEP_SUCCEEDED_AGE_DEFAULT_MS,
+                   QUEUE_KEEP_DEAD_AGE_DEFAULT_MS, QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS, rt.data);
+    hp_strbuf_cleanup(&rt);
+    return line;
 }
 
 static void sha1_hex(const char *text, size_t len, char out[41])

@@ -308,8 +308,8 @@ static void test_version(void **state)
 
 static void test_help_lists_verbs(void **state)
 {
-    static const char *const verbs[] = {"run",    "enqueue", "job",    "jobs",  "retry", "cancel",
-                                        "delete", "stats",   "queues", "pause", "resume"};
+    static const char *const verbs[] = {"run",    "enqueue", "job",    "jobs",  "retry",  "cancel",
+                                        "delete", "stats",   "queues", "pause", "resume", "token"};
     HOP("--help");
     assert_exit(R, EXIT_OK);
     assert_true(contains_nocase(R->out, "usage"));
@@ -1016,6 +1016,81 @@ static void test_redis_url_malformed(void **state)
 
 /* ---- Main ---- */
 
+/* ---- API tokens ---- */
+
+static void test_token_create_list_revoke(void **state)
+{
+    HOP("token", "create", "--scope", "submit", "--queues", "email*,pdf", "--name", "ci bot",
+        "--rate", "5", "--burst", "10");
+    assert_exit(R, EXIT_OK);
+    /* The token alone on stdout, "hop_<12-char id>_<secret>"; a warning on stderr. */
+    char token[128];
+    assert_true(strlen(R->out) < sizeof(token));
+    memcpy(token, R->out, strlen(R->out) + 1);
+    assert_int_equal(strncmp(token, "hop_", 4), 0);
+    assert_null(strchr(token, '\n'));
+    assert_int_equal(token[16], '_');
+    assert_true(strlen(token + 17) >= 52);
+    assert_true(contains_nocase(R->err, "shown"));
+    char id[13];
+    memcpy(id, token + 4, 12);
+    id[12] = '\0';
+    const char *secret = token + 17;
+
+    HOP("token", "list");
+    assert_exit(R, EXIT_OK);
+    assert_non_null(strstr(R->out, id));
+    assert_non_null(strstr(R->out, "ci bot"));
+    assert_non_null(strstr(R->out, "submit"));
+    assert_non_null(strstr(R->out, "email*,pdf"));
+    assert_null(strstr(R->out, secret));
+    assert_null(strstr(R->out, "sha256"));
+
+    HOP("token", "list", "--json");
+    assert_exit(R, EXIT_OK);
+    char quoted[32];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", id);
+    assert_json_has(R->out, "id", quoted);
+    assert_json_has(R->out, "scope", "\"submit\"");
+    assert_json_has(R->out, "queues", "\"email*,pdf\"");
+    assert_json_has(R->out, "burst", "10");
+    assert_null(strstr(R->out, secret));
+    assert_null(strstr(R->out, "sha256"));
+
+    HOP("token", "revoke", id);
+    assert_exit(R, EXIT_OK);
+    assert_non_null(strstr(R->out, id));
+    HOP("token", "list");
+    assert_exit(R, EXIT_OK);
+    assert_null(strstr(R->out, id));
+    HOP("token", "revoke", id);
+    assert_error_line(R, EXIT_NOT_FOUND, "not found");
+}
+
+static void test_token_bad_input(void **state)
+{
+    HOP("token", "create", "--scope", "root");
+    assert_error_line(R, EXIT_USAGE, "scope");
+    HOP("token", "create");
+    assert_error_line(R, EXIT_USAGE, "scope");
+    HOP("token", "create", "--scope", "read", "--queues", "email,,pdf");
+    assert_error_line(R, EXIT_USAGE, "queues");
+    HOP("token", "create", "--scope", "read", "--rate", "-1");
+    assert_error_line(R, EXIT_USAGE, "rate");
+    HOP("token", "create", "--scope", "read", "--frobnicate");
+    assert_error_line(R, EXIT_USAGE, "frobnicate");
+    HOP("token", "revoke", "zzzzzzzzzzzz");
+    assert_error_line(R, EXIT_NOT_FOUND, "not found");
+    HOP("token", "revoke");
+    assert_error_line(R, EXIT_USAGE, "ID");
+    HOP("token", "mint");
+    assert_error_line(R, EXIT_USAGE, "mint");
+    HOP_ENV("redis://127.0.0.1:1", "token", "create", "--help");
+    assert_exit(R, EXIT_OK);
+    assert_non_null(strstr(R->out, "--scope"));
+    assert_non_null(strstr(R->out, "--queues"));
+}
+
 int main(void)
 {
     memset(queue_65, 'x', sizeof(queue_65) - 1);
@@ -1053,6 +1128,8 @@ int main(void)
         cmocka_unit_test(test_enqueue_limits_accepted),
         cmocka_unit_test(test_redis_unreachable),
         cmocka_unit_test(test_redis_url_malformed),
+        cmocka_unit_test(test_token_create_list_revoke),
+        cmocka_unit_test(test_token_bad_input),
     };
     size_t n = 0;
     while (tests[n].name)

@@ -22,6 +22,11 @@ local function main()
     else
       seen[ulid] = true
       local started, worker = lease_run(held[i])
+      record_runtime(NOW - started)
+      if listened() then
+        publish('succeeded', ulid, type_literal(rec), ',"attempt":' .. int(attempts)
+          .. ',"state":"succeeded","runtime_ms":' .. int(NOW - started))
+      end
       done[#done + 1] = ulid
       records[#records + 1] = ulid
       records[#records + 1] = '{"s":"succeeded","a":' .. int(attempts) .. ',"fa":' .. int(NOW)

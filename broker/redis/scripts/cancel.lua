@@ -18,5 +18,6 @@ local function main()
     return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is already ' .. s)
   end
   finish(ulid, meta, payload, s, 'canceled')
+  publish_meta('canceled', ulid, meta)
   return 'canceled'
 end

@@ -11,5 +11,6 @@ local function main()
     redis.call('HDEL', key_of_job, ulid)
   end
   count(meta.s, -1)
+  publish('deleted', ulid, cjson.encode(meta.t or ''), '')
   return 'deleted'
 end

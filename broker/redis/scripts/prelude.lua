@@ -17,6 +17,8 @@ local K_JOBS, K_RES, K_LEASE = P .. 'jobs', P .. 'res', P .. 'lease'
 local K_PRIOS, K_WPOP = P .. 'prios', P .. 'wpop'
 local K_COUNTS, K_CONF, K_NOTIFY = P .. 'counts', P .. 'conf', P .. 'notify'
 local K_PROG, K_LOGS = P .. 'prog', P .. 'logs'
+local K_RT = P .. 'rt'
+local EVENTS = 'hopper:events'
 local ZSET_OF = {
   scheduled = P .. 'sched', failed = P .. 'retry', active = P .. 'active',
   succeeded = P .. 'succeeded', dead = P .. 'dead', canceled = P .. 'canceled',
@@ -31,6 +33,7 @@ local NOW = now_ms()
 local function int(n)
   return string.format('%d', n)
 end
+local NOW_S = int(NOW)
 
 local function fail_with(code, msg)
   return redis.error_reply(code .. ' ' .. msg)
@@ -117,6 +120,78 @@ end
 local function add_error(meta, msg)
   meta.er = meta.er or {}
   meta.er[#meta.er + 1] = {NOW, meta.a or 0, msg}
+end
+
+-- ---- Events ----
+-- Each state change publishes one JSON object on EVENTS (docs/architecture.md).
+-- Built by concatenation, not cjson, because reserve and ack publish one per job:
+-- ids, the queue, numbers and state names never need escaping, and the type is
+-- copied as the JSON string literal the record already holds.
+
+-- The job type's JSON string literal (quotes and escapes as stored) in a record or
+-- an enqueue body. `"t":"` can only be the real key and comes before the payload:
+-- a quote inside any stored string is escaped, and meta precedes the payload.
+local function type_literal(rec)
+  local s = string.find(rec, '"t":"', 1, true)
+  if not s then return '""' end
+  local i = s + 5
+  while true do
+    local c = string.find(rec, '["\\]', i)
+    if not c then return '""' end
+    if string.byte(rec, c) == 34 then return string.sub(rec, s + 4, c) end
+    i = c + 2 -- skip the escaped character
+  end
+end
+
+-- Whether anyone subscribes to EVENTS, asked once per call. A message nobody
+-- receives is lost anyway (pub/sub keeps nothing), so with no subscriber the hot
+-- paths skip building and publishing events: reserve and ack would otherwise pay
+-- two redis.calls per job. Known limit: on Redis Cluster, NUMSUB counts only this
+-- node's subscribers, so subscribe on the node that holds the queue's slot.
+local LISTENED = nil
+local function listened()
+  if LISTENED == nil then
+    LISTENED = redis.call('PUBSUB', 'NUMSUB', EVENTS)[2] > 0
+      or redis.call('PUBSUB', 'NUMPAT') > 0
+  end
+  return LISTENED
+end
+
+-- Publishes {"event":name,"id","queue","type","at"} plus `extra`, which is either
+-- '' or members that start with a comma (',"attempt":2,"state":"failed"').
+local function publish(name, ulid, typelit, extra)
+  if not listened() then return end
+  redis.call('PUBLISH', EVENTS, '{"event":"' .. name .. '","id":"' .. ulid .. '-' .. Q
+    .. '","queue":"' .. Q .. '","type":' .. typelit .. ',"at":' .. NOW_S .. extra .. '}')
+end
+
+-- The event of a decoded job leaving active or a non-final state (cold paths).
+-- `err` (may be nil) is a message, escaped here; `runtime` and `retry_at` may be nil.
+local function publish_meta(name, ulid, meta, err, runtime, retry_at)
+  if not listened() then return end
+  local extra = ',"attempt":' .. int(meta.a or 0) .. ',"state":"' .. meta.s .. '"'
+  if err then extra = extra .. ',"error":' .. cjson.encode(err) end
+  if runtime then extra = extra .. ',"runtime_ms":' .. int(runtime) end
+  if retry_at then extra = extra .. ',"retry_at":' .. int(retry_at) end
+  publish(name, ulid, cjson.encode(meta.t or ''), extra)
+end
+
+-- ---- Run-time histogram ----
+-- Run times of finished attempts (ack, fail), collected per call and written by the
+-- epilogue to K_RT: bucket index (0-based, as in C) -> count, one HINCRBY per bucket
+-- used, and "sum" -> total ms. D.rt holds the bounds, written from broker.h.
+local RT, RT_SUM = {}, 0
+local function record_runtime(ms)
+  if ms < 0 then ms = 0 end
+  local bucket = #D.rt
+  for i = 1, #D.rt do
+    if ms <= D.rt[i] then
+      bucket = i - 1
+      break
+    end
+  end
+  RT[bucket] = (RT[bucket] or 0) + 1
+  RT_SUM = RT_SUM + ms
 end
 
 -- A lease hash value is "<token>|<started ms>|<worker>", then "|c" once cancel is
@@ -224,13 +299,16 @@ local function recover_leases(limit)
     redis.call('HDEL', K_LEASE, ulid)
     local meta, payload = load(ulid)
     if meta then
+      local why = 'lease expired: the worker stopped answering'
       keep_run(meta, held)
-      add_error(meta, 'lease expired: the worker stopped answering')
+      add_error(meta, why)
       count('total:failed', 1)
       if meta.cr then
         finish(ulid, meta, payload, 'active', 'canceled')
+        publish_meta('canceled', ulid, meta, why)
       elseif (meta.a or 0) >= meta.ma then
         finish(ulid, meta, payload, 'active', 'dead')
+        publish_meta('dead', ulid, meta, why)
       else
         meta.s = 'waiting'
         meta.st, meta.wk = nil, nil
@@ -238,6 +316,7 @@ local function recover_leases(limit)
         push_waiting(ulid, meta.p)
         move_count('active', 'waiting')
         requeued = requeued + 1
+        publish_meta('failed', ulid, meta, why)
       end
     end
   end
@@ -269,3 +348,4 @@ local function load_leased(ulid, token)
   end
   return meta, payload, held
 end
+

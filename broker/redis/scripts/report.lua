@@ -12,6 +12,11 @@ local function main()
   end
   if ARGV[3] ~= '' then
     redis.call('HSET', K_PROG, ulid, ARGV[3] .. '|' .. ARGV[4])
+    local extra = ',"progress":' .. ARGV[3]
+    if ARGV[4] ~= '' then extra = extra .. ',"message":' .. cjson.encode(ARGV[4]) end
+    if listened() then
+      publish('progress', ulid, type_literal(redis.call('HGET', K_JOBS, ulid) or ''), extra)
+    end
     return 'ok'
   end
   local logs = (redis.call('HGET', K_LOGS, ulid) or '')

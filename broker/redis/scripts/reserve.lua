@@ -42,6 +42,7 @@ local function main()
             if meta.ex <= NOW then
               add_error(meta, 'expired: not started by its expires_at')
               finish(ulid, meta, payload, 'waiting', 'dead')
+              publish_meta('dead', ulid, meta, 'expired: not started by its expires_at')
               expired = true
             end
           end
@@ -56,6 +57,10 @@ local function main()
             out[#out + 1] = ulid
             out[#out + 1] = rec
             taken = taken + 1
+            if listened() then
+              publish('started', ulid, type_literal(rec),
+                ',"attempt":' .. int(attempts + 1) .. ',"state":"active"')
+            end
           end
         end
       end

@@ -20,5 +20,6 @@ local function main()
   push_waiting(ulid, meta.p)
   move_count(s, 'waiting')
   notify()
+  publish_meta('retried', ulid, meta)
   return 'waiting'
 end
