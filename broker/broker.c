@@ -488,3 +488,18 @@ int broker_rate_take(broker_t *b, const char *key, double rate, int burst, int64
     /* A burst of 0 would refuse everything: at least one request passes. */
     return b->ops->rate_take(b, key, rate, burst > 0 ? burst : 1, retry_after_ms);
 }
+
+int broker_maintain_all(broker_t *b)
+{
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        if (broker_maintain(b, names[i], NULL) != 0)
+            hp_warn("maintenance of queue %s: %s", names[i], broker_errmsg(b));
+    }
+    broker_queues_free(names, n);
+    return 0;
+}

@@ -371,6 +371,9 @@ int broker_purge(broker_t *b, const char *queue, job_state_t state, int64_t *rem
  * Reserve does the first two by itself; servers call this on a timer so queues
  * without workers still move. */
 int broker_maintain(broker_t *b, const char *queue, int64_t *next_due_ms);
+/* broker_maintain for every queue; problems with one queue are logged, not
+ * returned. 0, or the error that kept it from listing the queues. */
+int broker_maintain_all(broker_t *b);
 
 /* ---- Events ----
  * Every state change publishes one event, a JSON object:

@@ -9,6 +9,7 @@
 #include <getopt.h>
 
 #include "broker/broker.h"
+#include "common/config.h"
 
 /* Exit statuses, stable for scripts (see README). */
 #define CLI_EXIT_MAP(XX)                                                                           \
@@ -83,6 +84,15 @@ int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume *
 int cli_run(const cli_verb_t *verb, int argc, char **argv);
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 int cli_token(const cli_verb_t *verb, int argc, char **argv); /* create, list, revoke */
+int cli_server(const cli_verb_t *verb, int argc, char **argv);
+
+/* ---- Configuration of long-running verbs (config_flow.c) ----
+ * Applies --config FILE (keys in file_skip_keys left alone), then HOPPER_*
+ * variables, then flags, to cfg through `table`; --strict sets *strict. Returns -1
+ * to go on, or the exit code to return (0 after --help). */
+int cli_config_load(const cli_verb_t *verb, const hp_option_table_t *table, void *cfg,
+                    const char *const *file_skip_keys, int argc, char **argv, bool *strict,
+                    const char **config_file);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
     cli_plain_options[], cli_stats_options[], cli_run_options[], cli_token_options[];

@@ -16,6 +16,11 @@ static const cli_verb_t verbs[] = {
      "  --config FILE        a JSON file of these options (\"queues\", \"threads\", ...)\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_QUEUES)\n",
      NULL /* cli_worker builds its own from the worker's option table */, cli_worker},
+    {"server", "", "serve the HTTP API (and broker upkeep)",
+     "  --config FILE        a JSON file of these options (\"listen\", \"threads\", ...)\n"
+     "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_LISTEN)\n"
+     "  HOPPER_ADMIN_TOKEN   a token with admin scope that needs no broker record\n",
+     NULL, cli_server},
     {"enqueue", "", "submit a job; prints its id",
      "  --queue Q        queue name (required)\n"
      "  --type T         job type, which picks the handler (required)\n"

@@ -22,23 +22,6 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
-static void maintain_all(broker_t *b)
-{
-    char **names;
-    size_t n;
-    int err = broker_queues(b, &names, &n);
-    if (err) {
-        hp_warn("maintenance: %s", broker_errmsg(b));
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        err = broker_maintain(b, names[i], NULL);
-        if (err)
-            hp_warn("maintenance of queue %s: %s", names[i], broker_errmsg(b));
-    }
-    broker_queues_free(names, n);
-}
-
 int cli_run(const cli_verb_t *verb, int argc, char **argv)
 {
     cli_common_t common = {0};
@@ -64,7 +47,8 @@ int cli_run(const cli_verb_t *verb, int argc, char **argv)
     hp_info("hopper %s running; broker maintenance every %lld ms; Ctrl-C stops",
             HOPPER_VERSION_STRING, (long long)interval_ms);
     while (!stopping) {
-        maintain_all(b);
+        if (broker_maintain_all(b) != 0)
+            hp_warn("maintenance: %s", broker_errmsg(b));
         for (int64_t slept = 0; slept < interval_ms && !stopping; slept += 10)
             hp_sleep_ms(10);
     }

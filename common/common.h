@@ -69,6 +69,12 @@ const char *hp_err_name(int err);
 typedef enum { HP_LOG_DEBUG, HP_LOG_INFO, HP_LOG_WARN, HP_LOG_ERROR } hp_log_level_t;
 void hp_log(hp_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hp_log_set_level(hp_log_level_t level);
+/* JSON lines ({"time","level","msg"}) instead of text; HOPPER_LOG_FORMAT=json|text wins. */
+void hp_log_set_json(bool json);
+bool hp_log_is_json(void);
+bool hp_log_enabled(hp_log_level_t level);
+/* Writes preformatted lines (each ending in '\n') to the log in one go. */
+void hp_log_write(const char *lines, size_t len);
 #define hp_debug(...) hp_log(HP_LOG_DEBUG, __VA_ARGS__)
 #define hp_info(...)  hp_log(HP_LOG_INFO, __VA_ARGS__)
 #define hp_warn(...)  hp_log(HP_LOG_WARN, __VA_ARGS__)

@@ -1,0 +1,226 @@
+/* The broker executor: see exec.h. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/exec.h"
+
+struct exec_home_s {
+    uv_async_t async;
+    exec_t *exec;
+    pthread_mutex_t lock;
+    exec_task_t *head, *tail; /* finished, waiting for the loop */
+};
+
+struct exec_s {
+    broker_config_t cfg;
+    char *url;
+    pthread_t *threads;
+    int nthreads;
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+    exec_task_t *head, *tail; /* submitted, waiting for a thread */
+    bool stopping;
+    _Atomic int pending;
+};
+
+static void list_push(exec_task_t **head, exec_task_t **tail, exec_task_t *t)
+{
+    t->next = NULL;
+    if (*tail)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
+/* ---- Back on the loop ---- */
+
+static void finish(exec_task_t *t)
+{
+    exec_home_t *h = t->home;
+    pthread_mutex_lock(&h->lock);
+    list_push(&h->head, &h->tail, t);
+    pthread_mutex_unlock(&h->lock);
+    uv_async_send(&h->async);
+}
+
+static void on_finished(uv_async_t *a)
+{
+    exec_home_t *h = a->data;
+    pthread_mutex_lock(&h->lock);
+    exec_task_t *t = h->head;
+    h->head = h->tail = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while (t) {
+        exec_task_t *next = t->next;
+        atomic_fetch_sub(&h->exec->pending, 1);
+        t->done(t);
+        t = next;
+    }
+}
+
+exec_home_t *exec_home_new(exec_t *e, uv_loop_t *loop)
+{
+    exec_home_t *h = hp_calloc(1, sizeof(*h));
+    h->exec = e;
+    pthread_mutex_init(&h->lock, NULL);
+    uv_async_init(loop, &h->async, on_finished);
+    h->async.data = h;
+    return h;
+}
+
+static void on_home_closed(uv_handle_t *handle)
+{
+    exec_home_t *h = handle->data;
+    pthread_mutex_destroy(&h->lock);
+    hp_free(h);
+}
+
+void exec_home_close(exec_home_t *h)
+{
+    uv_close((uv_handle_t *)&h->async, on_home_closed);
+}
+
+/* ---- The threads ---- */
+
+void exec_submit(exec_home_t *h, exec_task_t *t)
+{
+    exec_t *e = h->exec;
+    t->home = h;
+    t->unavailable = 0;
+    atomic_fetch_add(&e->pending, 1);
+    pthread_mutex_lock(&e->lock);
+    list_push(&e->head, &e->tail, t);
+    pthread_cond_signal(&e->more);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int exec_pending(exec_t *e)
+{
+    return atomic_load(&e->pending);
+}
+
+/* Takes the first task, and with it every other coalescible enqueue waiting
+ * (up to JOB_BATCH_MAX), keeping the rest in order. Called with the lock held. */
+static size_t take_batch(exec_t *e, exec_task_t **batch)
+{
+    exec_task_t *first = e->head;
+    e->head = first->next;
+    if (!e->head)
+        e->tail = NULL;
+    batch[0] = first;
+    size_t n = 1;
+    if (!first->spec)
+        return n;
+    exec_task_t **link = &e->head, *last = NULL;
+    while (*link && n < JOB_BATCH_MAX) {
+        exec_task_t *t = *link;
+        if (t->spec) {
+            batch[n++] = t;
+            *link = t->next;
+        } else {
+            last = t;
+            link = &t->next;
+        }
+    }
+    e->tail = *link ? e->tail : last;
+    return n;
+}
+
+static void fail_unavailable(exec_task_t *t, const char *msg)
+{
+    t->unavailable = HP_EUNAVAIL;
+    snprintf(t->errmsg, sizeof(t->errmsg), "%s", msg);
+    if (t->result) {
+        t->result->err = HP_EUNAVAIL;
+        snprintf(t->result->errmsg, sizeof(t->result->errmsg), "%s", msg);
+    }
+}
+
+static void run_enqueues(broker_t *b, exec_task_t **batch, size_t n)
+{
+    job_spec_t *specs = hp_malloc(n * sizeof(*specs));
+    enqueue_result_t *results = hp_calloc(n, sizeof(*results));
+    for (size_t i = 0; i < n; i++)
+        specs[i] = *batch[i]->spec;
+    broker_enqueue(b, specs, n, results);
+    for (size_t i = 0; i < n; i++)
+        *batch[i]->result = results[i];
+    hp_free(specs);
+    hp_free(results);
+}
+
+static void *exec_thread(void *arg)
+{
+    exec_t *e = arg;
+    broker_t *b = NULL;
+    int64_t next_open_ms = 0; /* after a failed open, fail fast until then */
+    char last_error[256] = "broker unavailable";
+    exec_task_t **batch = hp_malloc(JOB_BATCH_MAX * sizeof(*batch));
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->head && !e->stopping)
+            pthread_cond_wait(&e->more, &e->lock);
+        if (!e->head) {
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        size_t n = take_batch(e, batch);
+        pthread_mutex_unlock(&e->lock);
+
+        if (!b && hp_mono_ms() >= next_open_ms) {
+            char *errmsg = NULL;
+            if (broker_open(&e->cfg, &b, &errmsg) != 0) {
+                snprintf(last_error, sizeof(last_error), "%s", errmsg ? errmsg : "unavailable");
+                next_open_ms = hp_mono_ms() + 1000;
+            }
+            hp_free(errmsg);
+        }
+        if (!b) {
+            for (size_t i = 0; i < n; i++)
+                fail_unavailable(batch[i], last_error);
+        } else if (batch[0]->spec) {
+            run_enqueues(b, batch, n);
+        } else {
+            batch[0]->run(batch[0], b);
+        }
+        for (size_t i = 0; i < n; i++)
+            finish(batch[i]);
+    }
+    hp_free(batch);
+    if (b)
+        broker_close(b);
+    return NULL;
+}
+
+exec_t *exec_start(const broker_config_t *cfg, int nthreads)
+{
+    exec_t *e = hp_calloc(1, sizeof(*e));
+    e->cfg = *cfg;
+    e->url = hp_strdup(cfg->url);
+    e->cfg.url = e->url;
+    e->nthreads = nthreads;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->more, NULL);
+    e->threads = hp_calloc((size_t)nthreads, sizeof(*e->threads));
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&e->threads[i], NULL, exec_thread, e);
+    return e;
+}
+
+void exec_stop(exec_t *e)
+{
+    pthread_mutex_lock(&e->lock);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->more);
+    pthread_mutex_unlock(&e->lock);
+    for (int i = 0; i < e->nthreads; i++)
+        pthread_join(e->threads[i], NULL);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->more);
+    hp_free(e->threads);
+    hp_free(e->url);
+    hp_free(e);
+}

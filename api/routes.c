@@ -1,0 +1,768 @@
+/*
+ * The route table and the handlers of /v1: jobs, queues, workers, health,
+ * metrics and the OpenAPI document. Blobs live in blobs.c, events in events.c.
+ */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/jobspec.h"
+#include "api/metrics_http.h"
+
+extern const char api_openapi[];
+
+/* ---- Matching ---- */
+
+/* Matches one pattern; path parameters are decoded into ar->params. */
+static bool match(const char *pattern, const char *path, api_req_t *ar)
+{
+    int np = 0;
+    while (*pattern && *path) {
+        if (*pattern == '{') {
+            const char *close = strchr(pattern, '}');
+            const char *end = strchr(path, '/');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+            if (n == 0 || np == API_MAX_PARAMS)
+                return false;
+            if (ar && !api_decode(path, n, ar->params[np], API_PARAM_MAX, false))
+                return false;
+            np++;
+            pattern = close + 1;
+            path += n;
+            continue;
+        }
+        if (*pattern++ != *path++)
+            return false;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+const route_t *api_route_match(const char *method, const char *path, api_req_t *ar, char *allowed,
+                               size_t allowed_len)
+{
+    allowed[0] = '\0';
+    bool head = strcmp(method, "HEAD") == 0;
+    for (size_t i = 0; i < api_nroutes; i++) {
+        const route_t *r = &api_routes[i];
+        if (!match(r->pattern, path, NULL))
+            continue;
+        if (strcmp(r->method, method) == 0 || (head && strcmp(r->method, "GET") == 0)) {
+            match(r->pattern, path, ar);
+            return r;
+        }
+        size_t used = strlen(allowed);
+        if (!strstr(allowed, r->method))
+            snprintf(allowed + used, allowed_len - used, "%s%s", used ? ", " : "", r->method);
+    }
+    return NULL;
+}
+
+/* ---- Helpers ---- */
+
+static char *json_text(json_t *v, size_t *len)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *copy = hp_strdup(text);
+    free(text);
+    if (len)
+        *len = strlen(copy);
+    return copy;
+}
+
+static void set_json_value(api_req_t *ar, int status, json_t *v)
+{
+    size_t len;
+    char *text = json_text(v, &len);
+    json_decref(v);
+    api_set_json(ar, status, text, len);
+}
+
+/* A job id in the path: its queue, for the scope check; 404 when malformed. */
+static bool prepare_job_id(api_req_t *ar)
+{
+    char ulid[HP_ULID_LEN + 1];
+    if (!job_id_parse(ar->params[0], ulid, ar->queue)) {
+        api_problem(ar, 404, "no job %s: not a job id (expected <ULID>-<queue>)", ar->params[0]);
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_queue_param(api_req_t *ar)
+{
+    if (!job_queue_name_valid(ar->params[0])) {
+        api_problem(ar, 404, "no queue %s: a queue name is 1-64 characters of A-Z a-z 0-9 . _ -",
+                    ar->params[0]);
+        return false;
+    }
+    memcpy(ar->queue, ar->params[0], strlen(ar->params[0]) + 1); /* valid: <= 64 */
+    return true;
+}
+
+static bool prepare_nothing(api_req_t *ar)
+{
+    (void)ar;
+    return true;
+}
+
+/* ---- Jobs: enqueue ---- */
+
+typedef struct enqueue_state_s {
+    jobspec_t one;
+    jobspec_t *many;
+    size_t n;
+    enqueue_result_t *results;
+} enqueue_state_t;
+
+static void enqueue_state_free(void *p)
+{
+    enqueue_state_t *st = p;
+    if (!st)
+        return;
+    jobspec_cleanup(&st->one);
+    for (size_t i = 0; i < st->n; i++)
+        jobspec_cleanup(&st->many[i]);
+    hp_free(st->many);
+    hp_free(st->results);
+    hp_free(st);
+}
+
+static bool json_body_ok(api_req_t *ar)
+{
+    const char *ct = http_header(ar->http, "content-type");
+    if (ct && strncasecmp(ct, "application/json", 16) != 0 && !strstr(ct, "+json")) {
+        api_problem(ar, 415,
+                    "Content-Type must be application/json, got %s (with curl: -H "
+                    "'Content-Type: application/json')",
+                    ct);
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_enqueue(api_req_t *ar)
+{
+    if (!json_body_ok(ar))
+        return false;
+    enqueue_state_t *st = hp_calloc(1, sizeof(*st));
+    ar->state = st;
+    ar->state_free = enqueue_state_free;
+    char err[512];
+    http_req_t *h = ar->http;
+    if (jobspec_parse(h->body, h->body_len, &st->one, err, sizeof(err)) != 0) {
+        api_problem(ar, 400, "%s", err);
+        return false;
+    }
+    const char *key = http_header(h, "idempotency-key");
+    if (key) {
+        if (!key[0] || strlen(key) > 200) {
+            api_problem(ar, 400, "Idempotency-Key: 1 to 200 characters");
+            return false;
+        }
+        jobspec_set_idempotency(&st->one, ar->has_bearer ? ar->bearer : "", key, h->body,
+                                h->body_len);
+    }
+    ar->spec = st->one.spec;
+    snprintf(ar->queue, sizeof(ar->queue), "%s", ar->spec.queue);
+    return true;
+}
+
+static void run_enqueue(api_req_t *ar, broker_t *b)
+{
+    broker_enqueue(b, &ar->spec, 1, &ar->result);
+}
+
+static void result_json(json_t *o, const enqueue_result_t *r)
+{
+    json_object_set_new(o, "id", json_string(r->id));
+    json_object_set_new(o, "state", json_string(job_state_name(r->state)));
+    json_object_set_new(o, "duplicate", json_boolean(r->duplicate));
+}
+
+static void finish_enqueue(api_req_t *ar)
+{
+    enqueue_result_t *r = &ar->result;
+    if (r->err) {
+        if (r->err == HP_EUNAVAIL || r->err == HP_EFULL)
+            snprintf(ar->headers, sizeof(ar->headers), "Retry-After: 1\r\n");
+        api_problem(ar, r->idempotency_mismatch ? 422 : api_status_for(r->err), "%s", r->errmsg);
+        return;
+    }
+    json_t *o = json_object();
+    result_json(o, r);
+    json_object_set_new(o, "queue", json_string(ar->spec.queue));
+    json_object_set_new(o, "type", json_string(ar->spec.type));
+    size_t len;
+    char *text = json_text(o, &len);
+    json_decref(o);
+    snprintf(ar->headers, sizeof(ar->headers), "Location: /v1/jobs/%s\r\n", r->id);
+    api_json(ar, r->duplicate ? 200 : 201, text, len);
+    hp_free(text);
+}
+
+/* ---- Jobs: batch ---- */
+
+static bool prepare_batch(api_req_t *ar)
+{
+    if (!json_body_ok(ar))
+        return false;
+    char err[512];
+    jobspec_t *specs = NULL;
+    char **errors = NULL;
+    size_t n = 0;
+    http_req_t *h = ar->http;
+    if (jobspec_parse_batch(h->body, h->body_len, &specs, &errors, &n, err, sizeof(err)) != 0) {
+        api_problem(ar, 400, "%s", err);
+        return false;
+    }
+    enqueue_state_t *st = hp_calloc(1, sizeof(*st));
+    st->many = specs;
+    st->n = n;
+    st->results = hp_calloc(n ? n : 1, sizeof(*st->results));
+    for (size_t i = 0; i < n; i++) {
+        if (errors[i]) {
+            st->results[i].err = HP_EINVAL;
+            snprintf(st->results[i].errmsg, sizeof(st->results[i].errmsg), "%s", errors[i]);
+            hp_free(errors[i]);
+        }
+    }
+    hp_free(errors);
+    ar->state = st;
+    ar->state_free = enqueue_state_free;
+    return true;
+}
+
+static void run_batch(api_req_t *ar, broker_t *b)
+{
+    enqueue_state_t *st = ar->state;
+    job_spec_t *specs = hp_calloc(st->n ? st->n : 1, sizeof(*specs));
+    size_t *index = hp_calloc(st->n ? st->n : 1, sizeof(*index));
+    enqueue_result_t *res = hp_calloc(st->n ? st->n : 1, sizeof(*res));
+    size_t m = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        if (st->results[i].err)
+            continue;
+        if (!api_queue_allowed(ar, st->many[i].spec.queue)) {
+            st->results[i].err = HP_EINVAL;
+            snprintf(st->results[i].errmsg, sizeof(st->results[i].errmsg),
+                     "token %s may not submit to queue %s", ar->token.id, st->many[i].spec.queue);
+            continue;
+        }
+        specs[m] = st->many[i].spec;
+        index[m++] = i;
+    }
+    int err = m ? broker_enqueue(b, specs, m, res) : 0;
+    for (size_t k = 0; k < m; k++)
+        st->results[index[k]] = res[k];
+    hp_free(specs);
+    hp_free(index);
+    hp_free(res);
+    if (err == HP_EUNAVAIL && m == st->n) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *list = json_array();
+    size_t ok = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "index", json_integer((json_int_t)i));
+        const enqueue_result_t *r = &st->results[i];
+        if (r->err) {
+            json_object_set_new(
+                o, "status", json_integer(r->idempotency_mismatch ? 422 : api_status_for(r->err)));
+            json_object_set_new(o, "error", json_string(r->errmsg));
+        } else {
+            ok++;
+            json_object_set_new(o, "status", json_integer(r->duplicate ? 200 : 201));
+            result_json(o, r);
+        }
+        json_array_append_new(list, o);
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "enqueued", json_integer((json_int_t)ok));
+    json_object_set_new(doc, "failed", json_integer((json_int_t)(st->n - ok)));
+    json_object_set_new(doc, "results", list);
+    set_json_value(ar, 200, doc);
+}
+
+/* ---- Jobs: one job ---- */
+
+typedef struct get_state_s {
+    int64_t wait_ms;
+    bool final;
+} get_state_t;
+
+static bool prepare_get(api_req_t *ar)
+{
+    if (!prepare_job_id(ar))
+        return false;
+    char wait[32];
+    if (api_query(ar, "wait", wait, sizeof(wait))) {
+        int64_t ms;
+        if (hp_parse_duration_ms(wait, &ms) != 0 || ms < 0 || ms > 60000) {
+            api_problem(ar, 400, "wait: a duration up to 60s, like 30s or 500ms, got \"%s\"", wait);
+            return false;
+        }
+        get_state_t *st = hp_calloc(1, sizeof(*st));
+        st->wait_ms = ms;
+        ar->state = st;
+        ar->state_free = hp_free;
+    }
+    return true;
+}
+
+static void run_get(api_req_t *ar, broker_t *b)
+{
+    job_t *job = NULL;
+    int err = broker_get(b, ar->params[0], &job);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    char *text = job_to_json(job, 0);
+    get_state_t *st = ar->state;
+    if (st)
+        st->final = job->state == JOB_STATE_SUCCEEDED || job->state == JOB_STATE_DEAD ||
+                    job->state == JOB_STATE_CANCELED;
+    job_free(job);
+    api_set_json(ar, 200, text, strlen(text));
+}
+
+void api_wait_again(api_req_t *ar, int64_t wait_ms)
+{
+    get_state_t *st = ar->state;
+    st->wait_ms = wait_ms;
+}
+
+static void finish_get(api_req_t *ar)
+{
+    get_state_t *st = ar->state;
+    if (st && !st->final && st->wait_ms > 0) {
+        int64_t wait = st->wait_ms;
+        st->wait_ms = 0; /* the next look answers, whatever it finds */
+        api_wait_for_job(ar, wait);
+        return;
+    }
+    api_json(ar, ar->status, ar->body, ar->body_len);
+}
+
+static void run_job_action(api_req_t *ar, broker_t *b)
+{
+    const char *id = ar->params[0];
+    const char *path = ar->http->path;
+    const char *method = ar->http->method;
+    job_state_t after = JOB_STATE_WAITING;
+    int err;
+    if (strcmp(method, "DELETE") == 0)
+        err = broker_delete(b, id);
+    else if (strstr(path, "/cancel"))
+        err = broker_cancel(b, id, &after);
+    else
+        err = broker_retry(b, id);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(id));
+    if (strcmp(method, "DELETE") == 0) {
+        json_object_set_new(o, "deleted", json_true());
+    } else {
+        if (strstr(path, "/cancel") && after != JOB_STATE_ACTIVE)
+            after = JOB_STATE_CANCELED;
+        json_object_set_new(o, "state", json_string(job_state_name(after)));
+        if (strstr(path, "/cancel"))
+            json_object_set_new(o, "cancel_requested", json_boolean(after == JOB_STATE_ACTIVE));
+    }
+    set_json_value(ar, 200, o);
+}
+
+/* ---- Jobs: listing ---- */
+
+typedef struct list_state_s {
+    job_state_t state;
+    size_t limit;
+    char cursor[256];
+    bool has_cursor;
+} list_state_t;
+
+static bool prepare_list(api_req_t *ar)
+{
+    char text[128];
+    if (!api_query(ar, "queue", ar->queue, sizeof(ar->queue)) || !ar->queue[0]) {
+        api_problem(ar, 400, "queue: required, e.g. /v1/jobs?queue=email&state=waiting");
+        return false;
+    }
+    if (!job_queue_name_valid(ar->queue)) {
+        api_problem(ar, 400, "queue: 1-64 characters of A-Z a-z 0-9 . _ -");
+        return false;
+    }
+    list_state_t *st = hp_calloc(1, sizeof(*st));
+    ar->state = st;
+    ar->state_free = hp_free;
+    st->state = JOB_STATE_WAITING;
+    st->limit = 50;
+    if (api_query(ar, "state", text, sizeof(text))) {
+        int s = job_state_parse(text);
+        if (s < 0) {
+            api_problem(ar, 400,
+                        "state: one of scheduled, waiting, active, failed, succeeded, "
+                        "dead, canceled; got \"%s\"",
+                        text);
+            return false;
+        }
+        st->state = (job_state_t)s;
+    }
+    if (api_query(ar, "limit", text, sizeof(text))) {
+        char *end;
+        long n = strtol(text, &end, 10);
+        if (*end || end == text || n < 1 || n > 1000) {
+            api_problem(ar, 400, "limit: an integer from 1 to 1000, got \"%s\"", text);
+            return false;
+        }
+        st->limit = (size_t)n;
+    }
+    st->has_cursor = api_query(ar, "cursor", st->cursor, sizeof(st->cursor)) && st->cursor[0];
+    return true;
+}
+
+static void run_list(api_req_t *ar, broker_t *b)
+{
+    list_state_t *st = ar->state;
+    job_list_t list = {0};
+    int err =
+        broker_list(b, ar->queue, st->state, st->has_cursor ? st->cursor : NULL, st->limit, &list);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_appends(&sb, "{\"jobs\":[");
+    for (size_t i = 0; i < list.n; i++) {
+        char *text = job_to_json(list.jobs[i], 0);
+        hp_strbuf_printf(&sb, "%s%s", i ? "," : "", text);
+        hp_free(text);
+    }
+    hp_strbuf_appends(&sb, "],\"next_cursor\":");
+    if (list.next_cursor)
+        hp_strbuf_append_json_string(&sb, list.next_cursor);
+    else
+        hp_strbuf_appends(&sb, "null");
+    hp_strbuf_appends(&sb, "}");
+    job_list_cleanup(&list);
+    size_t len;
+    char *text = hp_strbuf_steal(&sb, &len);
+    api_set_json(ar, 200, text, len);
+}
+
+/* ---- Queues ---- */
+
+static json_t *stats_json(const char *name, const queue_stats_t *s)
+{
+    json_t *counts = json_object();
+    for (int i = 0; i < JOB_STATE_COUNT; i++)
+        json_object_set_new(counts, job_state_name((job_state_t)i), json_integer(s->counts[i]));
+    json_t *totals = json_object();
+    json_object_set_new(totals, "enqueued", json_integer(s->enqueued_total));
+    json_object_set_new(totals, "succeeded", json_integer(s->succeeded_total));
+    json_object_set_new(totals, "failed", json_integer(s->failed_total));
+    json_object_set_new(totals, "dead", json_integer(s->dead_total));
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "max_length",
+                        s->max_length < 0 ? json_null() : json_integer(s->max_length));
+    json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "totals", totals);
+    return o;
+}
+
+static void run_queues(api_req_t *ar, broker_t *b)
+{
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n && !err; i++) {
+        queue_stats_t s;
+        err = broker_queue_stats(b, names[i], &s);
+        if (!err)
+            json_array_append_new(list, stats_json(names[i], &s));
+    }
+    broker_queues_free(names, n);
+    if (err) {
+        json_decref(list);
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "queues", list);
+    set_json_value(ar, 200, doc);
+}
+
+static int check_queue_exists(api_req_t *ar, broker_t *b)
+{
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err)
+        return err;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(names[i], ar->queue) == 0;
+    broker_queues_free(names, n);
+    return found ? 0 : HP_ENOTFOUND;
+}
+
+static void run_queue(api_req_t *ar, broker_t *b)
+{
+    int err = check_queue_exists(ar, b);
+    queue_stats_t s;
+    if (!err)
+        err = broker_queue_stats(b, ar->queue, &s);
+    if (err == HP_ENOTFOUND) {
+        api_set_problem(ar, 404, "no queue %s: nothing was ever enqueued to it", ar->queue);
+        return;
+    }
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    set_json_value(ar, 200, stats_json(ar->queue, &s));
+}
+
+static void run_pause(api_req_t *ar, broker_t *b)
+{
+    bool pause = strstr(ar->http->path, "/pause") != NULL;
+    int err = broker_queue_pause(b, ar->queue, pause);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(ar->queue));
+    json_object_set_new(o, "paused", json_boolean(pause));
+    set_json_value(ar, 200, o);
+}
+
+static bool prepare_purge(api_req_t *ar)
+{
+    if (!prepare_queue_param(ar))
+        return false;
+    char text[32];
+    int s = api_query(ar, "state", text, sizeof(text)) ? job_state_parse(text) : -1;
+    if (s < 0) {
+        api_problem(ar, 400,
+                    "state: required, one of scheduled, waiting, failed, succeeded, "
+                    "dead, canceled (e.g. ?state=dead)");
+        return false;
+    }
+    if (s == JOB_STATE_ACTIVE) {
+        api_problem(ar, 409, "active jobs cannot be purged: they are running; cancel them");
+        return false;
+    }
+    int *st = hp_malloc(sizeof(*st));
+    *st = s;
+    ar->state = st;
+    ar->state_free = hp_free;
+    return true;
+}
+
+static void run_purge(api_req_t *ar, broker_t *b)
+{
+    int64_t removed = 0;
+    int err = broker_purge(b, ar->queue, (job_state_t) * (int *)ar->state, &removed);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "queue", json_string(ar->queue));
+    json_object_set_new(o, "state", json_string(job_state_name((job_state_t) * (int *)ar->state)));
+    json_object_set_new(o, "removed", json_integer(removed));
+    set_json_value(ar, 200, o);
+}
+
+/* ---- Workers ---- */
+
+static void run_workers(api_req_t *ar, broker_t *b)
+{
+    char **infos;
+    size_t n;
+    int err = broker_workers(b, &infos, &n);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_appends(&sb, "{\"workers\":[");
+    for (size_t i = 0; i < n; i++)
+        hp_strbuf_printf(&sb, "%s%s", i ? "," : "", infos[i]);
+    hp_strbuf_appends(&sb, "]}");
+    broker_queues_free(infos, n);
+    size_t len;
+    char *text = hp_strbuf_steal(&sb, &len);
+    api_set_json(ar, 200, text, len);
+}
+
+/* ---- Health, metrics, contract ---- */
+
+static void finish_healthz(api_req_t *ar)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    api_json(ar, 200, ok, sizeof(ok) - 1);
+}
+
+static void run_readyz(api_req_t *ar, broker_t *b)
+{
+    int err = broker_ping(b);
+    if (err) {
+        api_set_problem(ar, 503, "broker unreachable: %s", broker_errmsg(b));
+        return;
+    }
+    char *ok = hp_strdup("{\"status\":\"ready\"}");
+    api_set_json(ar, 200, ok, strlen(ok));
+}
+
+static void metric_head(hp_strbuf_t *sb, const char *name, const char *type, const char *help)
+{
+    hp_strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_queue(hp_strbuf_t *sb, char **names, queue_stats_t *stats, size_t n)
+{
+    metric_head(sb, "hopper_jobs", "gauge", "Jobs by queue and state.");
+    for (size_t i = 0; i < n; i++) {
+        for (int s = 0; s < JOB_STATE_COUNT; s++)
+            hp_strbuf_printf(sb, "hopper_jobs{queue=\"%s\",state=\"%s\"} %lld\n", names[i],
+                             job_state_name((job_state_t)s), (long long)stats[i].counts[s]);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } totals[] = {
+        {"hopper_jobs_enqueued_total", "Jobs enqueued.", offsetof(queue_stats_t, enqueued_total)},
+        {"hopper_jobs_succeeded_total", "Jobs succeeded.",
+         offsetof(queue_stats_t, succeeded_total)},
+        {"hopper_jobs_failed_total", "Failed attempts, retried or not.",
+         offsetof(queue_stats_t, failed_total)},
+        {"hopper_jobs_dead_total", "Jobs dead (attempts exhausted or permanent failure).",
+         offsetof(queue_stats_t, dead_total)},
+    };
+    for (size_t t = 0; t < sizeof(totals) / sizeof(totals[0]); t++) {
+        metric_head(sb, totals[t].name, "counter", totals[t].help);
+        for (size_t i = 0; i < n; i++)
+            hp_strbuf_printf(
+                sb, "%s{queue=\"%s\"} %lld\n", totals[t].name, names[i],
+                (long long)*(const int64_t *)((const char *)&stats[i] + totals[t].offset));
+    }
+    metric_head(sb, "hopper_job_runtime_seconds", "histogram",
+                "Run time of finished attempts (acked or failed).");
+    for (size_t i = 0; i < n; i++) {
+        int64_t cum = 0;
+        for (int k = 0; k <= QUEUE_RUNTIME_NBUCKETS; k++) {
+            cum += stats[i].runtime_count[k];
+            if (k < QUEUE_RUNTIME_NBUCKETS)
+                hp_strbuf_printf(sb,
+                                 "hopper_job_runtime_seconds_bucket{queue=\"%s\",le=\"%g\"} "
+                                 "%lld\n",
+                                 names[i], (double)QUEUE_RUNTIME_BUCKETS_MS[k] / 1000.0,
+                                 (long long)cum);
+            else
+                hp_strbuf_printf(sb,
+                                 "hopper_job_runtime_seconds_bucket{queue=\"%s\",le=\"+Inf\"} "
+                                 "%lld\n",
+                                 names[i], (long long)cum);
+        }
+        hp_strbuf_printf(sb, "hopper_job_runtime_seconds_sum{queue=\"%s\"} %.3f\n", names[i],
+                         (double)stats[i].runtime_sum_ms / 1000.0);
+        hp_strbuf_printf(sb, "hopper_job_runtime_seconds_count{queue=\"%s\"} %lld\n", names[i],
+                         (long long)cum);
+    }
+}
+
+static void run_metrics(api_req_t *ar, broker_t *b)
+{
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    queue_stats_t *stats = hp_calloc(n ? n : 1, sizeof(*stats));
+    for (size_t i = 0; i < n && !err; i++)
+        err = broker_queue_stats(b, names[i], &stats[i]);
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    if (!err)
+        metrics_queue(&sb, names, stats, n);
+    broker_queues_free(names, n);
+    hp_free(stats);
+    if (err) {
+        hp_strbuf_cleanup(&sb);
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    api_metrics_render(&sb);
+    size_t len;
+    char *text = hp_strbuf_steal(&sb, &len);
+    api_set_json(ar, 200, text, len);
+}
+
+static void finish_metrics(api_req_t *ar)
+{
+    http_req_t *req = ar->http;
+    req->data = NULL;
+    api_metrics_request(ar->route->pattern, req->method, 200, hp_mono_us() - req->start_us);
+    http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, ar->body,
+                 ar->body_len);
+    api_req_free(ar);
+}
+
+static void finish_openapi(api_req_t *ar)
+{
+    api_json(ar, 200, api_openapi, strlen(api_openapi));
+}
+
+/* ---- The table ---- */
+
+const route_t api_routes[] = {
+    {"POST", "/v1/jobs", ACCESS_SUBMIT, false, prepare_enqueue, run_enqueue, finish_enqueue, NULL},
+    {"POST", "/v1/jobs/batch", ACCESS_SUBMIT, false, prepare_batch, run_batch, NULL, NULL},
+    {"GET", "/v1/jobs", ACCESS_READ, false, prepare_list, run_list, NULL, NULL},
+    {"GET", "/v1/jobs/{id}", ACCESS_READ, false, prepare_get, run_get, finish_get, NULL},
+    {"DELETE", "/v1/jobs/{id}", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL, NULL},
+    {"POST", "/v1/jobs/{id}/retry", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL,
+     NULL},
+    {"POST", "/v1/jobs/{id}/cancel", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL,
+     NULL},
+    {"GET", "/v1/queues", ACCESS_READ, false, prepare_nothing, run_queues, NULL, NULL},
+    {"GET", "/v1/queues/{queue}", ACCESS_READ, false, prepare_queue_param, run_queue, NULL, NULL},
+    {"POST", "/v1/queues/{queue}/pause", ACCESS_ADMIN, false, prepare_queue_param, run_pause, NULL,
+     NULL},
+    {"POST", "/v1/queues/{queue}/resume", ACCESS_ADMIN, false, prepare_queue_param, run_pause, NULL,
+     NULL},
+    {"DELETE", "/v1/queues/{queue}/jobs", ACCESS_ADMIN, false, prepare_purge, run_purge, NULL,
+     NULL},
+    {"GET", "/v1/workers", ACCESS_READ, false, prepare_nothing, run_workers, NULL, NULL},
+    {"POST", "/v1/blobs", ACCESS_SUBMIT, true, api_blob_prepare, api_blob_run_upload,
+     api_blob_finish_upload, api_blob_on_body},
+    {"GET", "/v1/blobs/{id}", ACCESS_READ, false, api_blob_prepare_get, NULL, api_blob_finish_get,
+     NULL},
+    {"GET", "/v1/events", ACCESS_READ, false, api_events_prepare, NULL, api_events_finish, NULL},
+    {"GET", "/healthz", ACCESS_PUBLIC, false, prepare_nothing, NULL, finish_healthz, NULL},
+    {"GET", "/readyz", ACCESS_PUBLIC, false, prepare_nothing, run_readyz, NULL, NULL},
+    {"GET", "/metrics", ACCESS_READ, false, prepare_nothing, run_metrics, finish_metrics, NULL},
+    {"GET", "/openapi.json", ACCESS_PUBLIC, false, prepare_nothing, NULL, finish_openapi, NULL},
+};
+const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -1,0 +1,22 @@
+/*
+ * `hopper server`: the HTTP API. Options from, in rising precedence, defaults,
+ * --config FILE, HOPPER_* variables and flags (cli_config_load).
+ */
+#include <stdio.h>
+
+#include "api/server.h"
+#include "cli/cli.h"
+
+int cli_server(const cli_verb_t *verb, int argc, char **argv)
+{
+    api_config_t cfg;
+    api_config_init(&cfg);
+    const char *file;
+    int rc = cli_config_load(verb, api_config_table(), &cfg, NULL, argc, argv, &cfg.strict, &file);
+    if (rc < 0) {
+        int err = api_server_run(&cfg);
+        rc = err ? cli_exit_for(err) : CLI_EXIT_OK;
+    }
+    api_config_cleanup(&cfg);
+    return rc;
+}
