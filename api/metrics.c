@@ -48,8 +48,8 @@ struct metric_s {
     size_t nbounds;
     pthread_mutex_t lock; /* serializes inserting series */
     size_t nseries;
-    bool warned_full;
-    metric_t *next; /* registration order */
+    atomic_bool full; /* set once nseries reaches the cap: misses then skip the lock */
+    metric_t *next;   /* registration order */
     _Atomic(metric_series_t *) slots[SLOTS];
 };
 
@@ -154,6 +154,7 @@ static metric_t *add_family(metrics_t *m, metric_kind_t kind, const char *name, 
     pthread_mutex_init(&f->lock, NULL);
     for (size_t i = 0; i < SLOTS; i++)
         atomic_init(&f->slots[i], NULL);
+    atomic_init(&f->full, false);
 
     pthread_mutex_lock(&m->lock);
     bool taken = find_family(m, name) != NULL;
@@ -254,8 +255,8 @@ static metric_series_t *series_insert(metric_t *f, const char *v1, const char *v
         s = series_new(f, v1, v2, h);
         atomic_store_explicit(&f->slots[slot], s, memory_order_release);
         f->nseries++;
-    } else if (!s && !f->warned_full) {
-        f->warned_full = true;
+    } else if (!s && !atomic_load_explicit(&f->full, memory_order_relaxed)) {
+        atomic_store_explicit(&f->full, true, memory_order_relaxed);
         hp_warn("metrics: %s has %d label sets; dropping counts for new ones", f->name,
                 METRICS_MAX_SERIES);
     }
@@ -272,7 +273,9 @@ static metric_series_t *series_get(metric_t *f, const char *v1, const char *v2)
     uint64_t h = hash_values(v1, v2);
     size_t slot;
     metric_series_t *s = probe(f, v1, v2, h, &slot);
-    return s ? s : series_insert(f, v1, v2, h);
+    if (s || atomic_load_explicit(&f->full, memory_order_relaxed))
+        return s;
+    return series_insert(f, v1, v2, h);
 }
 
 metric_series_t *metric_series(metric_t *f, const char *v1, const char *v2)
