@@ -8,6 +8,8 @@
 
 struct exec_home_s {
     uv_async_t async;
+    uv_check_t flush;                 /* hands the outbox over once per loop iteration */
+    exec_task_t *out_head, *out_tail; /* submitted this iteration (loop thread only) */
     exec_t *exec;
     pthread_mutex_t lock;
     exec_task_t *head, *tail; /* finished, waiting for the loop */
@@ -22,6 +24,7 @@ struct exec_s {
     pthread_cond_t more;
     exec_task_t *head, *tail; /* submitted, waiting for a thread */
     bool stopping;
+    int idle; /* threads waiting for work */
     _Atomic int pending;
 };
 
@@ -61,6 +64,27 @@ static void on_finished(uv_async_t *a)
     }
 }
 
+/* Once per loop iteration: everything submitted in it goes to the threads under
+ * one lock and with at most one wake-up, so a busy loop pays the hand-over once
+ * per batch of requests, not once per request. */
+static void flush_outbox(uv_check_t *check)
+{
+    exec_home_t *h = check->data;
+    exec_t *e = h->exec;
+    if (!h->out_head)
+        return;
+    pthread_mutex_lock(&e->lock);
+    if (e->tail)
+        e->tail->next = h->out_head;
+    else
+        e->head = h->out_head;
+    e->tail = h->out_tail;
+    if (e->idle > 0)
+        pthread_cond_signal(&e->more);
+    pthread_mutex_unlock(&e->lock);
+    h->out_head = h->out_tail = NULL;
+}
+
 exec_home_t *exec_home_new(exec_t *e, uv_loop_t *loop)
 {
     exec_home_t *h = hp_calloc(1, sizeof(*h));
@@ -68,19 +92,28 @@ exec_home_t *exec_home_new(exec_t *e, uv_loop_t *loop)
     pthread_mutex_init(&h->lock, NULL);
     uv_async_init(loop, &h->async, on_finished);
     h->async.data = h;
+    uv_check_init(loop, &h->flush);
+    h->flush.data = h;
+    uv_check_start(&h->flush, flush_outbox);
+    uv_unref((uv_handle_t *)&h->flush);
     return h;
 }
 
 static void on_home_closed(uv_handle_t *handle)
 {
     exec_home_t *h = handle->data;
-    pthread_mutex_destroy(&h->lock);
-    hp_free(h);
+    if (uv_is_closing((uv_handle_t *)&h->flush) && uv_is_closing((uv_handle_t *)&h->async) &&
+        handle == (uv_handle_t *)&h->flush) {
+        pthread_mutex_destroy(&h->lock);
+        hp_free(h);
+    }
 }
 
 void exec_home_close(exec_home_t *h)
 {
+    flush_outbox(&h->flush);
     uv_close((uv_handle_t *)&h->async, on_home_closed);
+    uv_close((uv_handle_t *)&h->flush, on_home_closed); /* closes last: frees */
 }
 
 /* ---- The threads ---- */
@@ -91,10 +124,7 @@ void exec_submit(exec_home_t *h, exec_task_t *t)
     t->home = h;
     t->unavailable = 0;
     atomic_fetch_add(&e->pending, 1);
-    pthread_mutex_lock(&e->lock);
-    list_push(&e->head, &e->tail, t);
-    pthread_cond_signal(&e->more);
-    pthread_mutex_unlock(&e->lock);
+    list_push(&h->out_head, &h->out_tail, t); /* sent at the end of this iteration */
 }
 
 int exec_pending(exec_t *e)
@@ -161,13 +191,18 @@ static void *exec_thread(void *arg)
     exec_task_t **batch = hp_malloc(JOB_BATCH_MAX * sizeof(*batch));
     for (;;) {
         pthread_mutex_lock(&e->lock);
-        while (!e->head && !e->stopping)
+        while (!e->head && !e->stopping) {
+            e->idle++;
             pthread_cond_wait(&e->more, &e->lock);
+            e->idle--;
+        }
         if (!e->head) {
             pthread_mutex_unlock(&e->lock);
             break;
         }
         size_t n = take_batch(e, batch);
+        if (e->head && e->idle > 0) /* more than this thread can take: wake another */
+            pthread_cond_signal(&e->more);
         pthread_mutex_unlock(&e->lock);
 
         if (!b && hp_mono_ms() >= next_open_ms) {
