@@ -28,7 +28,9 @@ if [[ $QUICK != 0 ]]; then
     RB_N=10000
 fi
 
-for tool in redis-server redis-cli redis-benchmark cmake; do
+HTTP_SECS=${BENCH_HTTP_SECS:-5}
+[[ $QUICK != 0 ]] && HTTP_SECS=1
+for tool in redis-server redis-cli redis-benchmark cmake wrk curl; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found in PATH" >&2; exit 1; }
 done
 
@@ -123,8 +125,40 @@ baseline() { # redis-benchmark, parsed into requests/s
             printf "redis_%s%s requests_per_s %.0f\n", name, s, $2 }'
 }
 
+# ---- HTTP: hopper server under wrk (keep-alive), POST /v1/jobs and GET /v1/jobs/{id} ----
+HTTP_BODY='{"queue":"bench","type":"noop","payload":{"to":"a@example.com","n":1}}'
+http_bench() { # run
+    local run=$1 hport log="$TMP/server.log" spid id
+    hport=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    HOPPER_LOG_LEVEL=warn "$BUILD_DIR/cli/hopper" server --listen "127.0.0.1:$hport" \
+        --redis "$URL" --blob-dir "$TMP/blobs" 2>"$log" &
+    spid=$!
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$hport/healthz" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    id=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$HTTP_BODY" \
+        "http://127.0.0.1:$hport/v1/jobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+    for c in 32 128; do
+        WRK_NAME=http_healthz_$c wrk -t2 -c$c -d${HTTP_SECS}s -s "$ROOT/bench/wrk_report.lua" \
+            "http://127.0.0.1:$hport/healthz" | grep '^http_' | record "$run"
+        WRK_NAME=http_post_$c WRK_METHOD=POST WRK_BODY=$HTTP_BODY wrk -t2 -c$c -d${HTTP_SECS}s \
+            -s "$ROOT/bench/wrk_report.lua" "http://127.0.0.1:$hport/v1/jobs" |
+            grep '^http_' | record "$run"
+        WRK_NAME=http_get_$c wrk -t2 -c$c -d${HTTP_SECS}s -s "$ROOT/bench/wrk_report.lua" \
+            "http://127.0.0.1:$hport/v1/jobs/$id" | grep '^http_' | record "$run"
+    done
+    echo "http_server rss_kib $(awk '/VmRSS/ {print $2}' "/proc/$spid/status")" | record "$run"
+    kill -TERM "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+}
+
 t_start=$(date +%s)
 for run in $(seq 1 "$RUNS"); do
+    if [[ ${BENCH_HTTP:-1} != 0 ]]; then
+        http_bench "$run"
+        rcli flushall >/dev/null
+    fi
     baseline "" | record "$run"
     rcli flushall >/dev/null
     baseline "_P16" -P 16 | record "$run"
@@ -153,7 +187,13 @@ ORDER="enqueue_single:jobs_per_s enqueue_batch:jobs_per_s reserve_ack_1:jobs_per
 reserve_ack_8:jobs_per_s reserve_ackb_1:jobs_per_s reserve_ackb_8:jobs_per_s
 worker_drain:jobs_per_s worker_latency:p50_us worker_latency:p99_us worker_rss:idle_kib wake_latency:p50_us wake_latency:p99_us memory:bytes_per_job
 redis_rpush:requests_per_s redis_lpop:requests_per_s redis_rpush_P16:requests_per_s
-redis_lpop_P16:requests_per_s"
+redis_lpop_P16:requests_per_s
+http_post_32:requests_per_s http_post_32:p50_us http_post_32:p99_us http_post_32:errors
+http_post_128:requests_per_s http_post_128:p50_us http_post_128:p99_us
+http_get_32:requests_per_s http_get_32:p50_us http_get_32:p99_us
+http_get_128:requests_per_s http_get_128:p50_us http_get_128:p99_us
+http_healthz_32:requests_per_s http_healthz_32:p50_us http_healthz_32:p99_us
+http_healthz_128:requests_per_s http_server:rss_kib"
 echo
 echo "== summary: median of $RUNS run(s), commit $commit, nproc=$(nproc), redis $(echo "$redis_version" | sed -n 's/.*v=\([^ ]*\).*/\1/p'), ${elapsed}s =="
 awk -v order="$ORDER" '
@@ -167,14 +207,14 @@ awk -v order="$ORDER" '
     # A row keeps one decimal when its figure came with decimals (bytes_per_job).
     function fmt(v, key) { return (vals[key] ~ /\./) ? sprintf("%.1f", v) : sprintf("%d", v + 0.5) }
     END {
-        printf "%-16s %-15s %10s %10s %10s\n", "figure", "unit", "median", "min", "max"
+        printf "%-18s %-15s %10s %10s %10s\n", "figure", "unit", "median", "min", "max"
         k = split(order, keys, /[ \n]+/)
         for (i = 1; i <= k; i++) {
             key = keys[i]
             if (!(key in n)) continue
             med[key] = median(key)
             split(key, p, ":")
-            printf "%-16s %-15s %10s %10s %10s\n", p[1], p[2], fmt(med[key], key), fmt(lo, key), fmt(hi, key)
+            printf "%-18s %-15s %10s %10s %10s\n", p[1], p[2], fmt(med[key], key), fmt(lo, key), fmt(hi, key)
         }
         print ""
         print "ratios of the medians (baseline: redis-benchmark, same server, same command):"
@@ -185,8 +225,8 @@ awk -v order="$ORDER" '
     }
     function ratio(label, a, b) {
         if ((a in med) && (b in med) && med[b] > 0)
-            printf "  %-34s %.3f\n", label, med[a] / med[b]
+            printf "  %-44s %.3f\n", label, med[a] / med[b]
         else
-            printf "  %-34s n/a\n", label
+            printf "  %-44s n/a\n", label
     }
 ' "$RESULTS"

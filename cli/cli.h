@@ -81,7 +81,6 @@ int cli_stats(const cli_verb_t *verb, int argc, char **argv);
 int cli_queues(const cli_verb_t *verb, int argc, char **argv);
 int cli_workers(const cli_verb_t *verb, int argc, char **argv);
 int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume */
-int cli_run(const cli_verb_t *verb, int argc, char **argv);
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 int cli_token(const cli_verb_t *verb, int argc, char **argv); /* create, list, revoke */
 int cli_server(const cli_verb_t *verb, int argc, char **argv);
@@ -95,6 +94,6 @@ int cli_config_load(const cli_verb_t *verb, const hp_option_table_t *table, void
                     const char **config_file);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
-    cli_plain_options[], cli_stats_options[], cli_run_options[], cli_token_options[];
+    cli_plain_options[], cli_stats_options[], cli_token_options[];
 
 #endif

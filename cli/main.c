@@ -9,9 +9,10 @@
 /* ---- The verbs ---- */
 
 static const cli_verb_t verbs[] = {
-    {"run", "", "run Hopper in one process (broker maintenance for now)",
-     "  --interval DUR   how often to promote due jobs and recover leases (default 1s)\n",
-     cli_run_options, cli_run},
+    {"run", "", "everything in one process: the HTTP API and broker upkeep (as server)",
+     "  --config FILE        a JSON file of these options (\"listen\", \"threads\", ...)\n"
+     "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_LISTEN)\n",
+     NULL, cli_server},
     {"worker", "", "run handler plugins on jobs: P processes x T threads",
      "  --config FILE        a JSON file of these options (\"queues\", \"threads\", ...)\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_QUEUES)\n",

@@ -1,6 +1,8 @@
 /*
- * `hopper server`: the HTTP API. Options from, in rising precedence, defaults,
- * --config FILE, HOPPER_* variables and flags (cli_config_load).
+ * `hopper server` and `hopper run`: the HTTP API with broker upkeep. `run` is the
+ * one-process form for one machine; as the scheduler and in-process workers land
+ * they join it. Options from, in rising precedence, defaults, --config FILE,
+ * HOPPER_* variables and flags (cli_config_load).
  */
 #include <stdio.h>
 

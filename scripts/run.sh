@@ -17,14 +17,17 @@ trap stop_redis EXIT
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 
 export HOPPER_REDIS_URL="unix://$sock"
+export HOPPER_LISTEN="${HOPPER_LISTEN:-127.0.0.1:8080}"
+export HOPPER_BLOB_DIR="${HOPPER_BLOB_DIR:-$rundir/blobs}"
 cat <<EOT
 
-Hopper is starting. Redis (append-only file in .run/) listens on $sock.
+Hopper is starting on http://$HOPPER_LISTEN (Redis with an append-only file in .run/).
 In another terminal:
-  export HOPPER_REDIS_URL=$HOPPER_REDIS_URL
-  ./build-run/cli/hopper enqueue --queue email --type email.send --payload '{"to":"a@example.com"}'
-  ./build-run/cli/hopper stats
-  ./build-run/cli/hopper --help
+  curl -s -X POST http://$HOPPER_LISTEN/v1/jobs -H 'Content-Type: application/json' \\
+       -d '{"queue":"email","type":"email.send","payload":{"to":"a@example.com"}}'
+  curl -s http://$HOPPER_LISTEN/v1/queues
+  export HOPPER_REDIS_URL=$HOPPER_REDIS_URL; ./build-run/cli/hopper stats
+  ./build-run/cli/hopper --help        (docs/api.md: every endpoint)
 
 EOT
 # In the background so that SIGTERM, not only Ctrl-C, reaches it and then Redis stops.

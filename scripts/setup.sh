@@ -6,8 +6,10 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config      # build
     libhiredis-dev libjansson-dev libssl-dev libuv1-dev   # libraries
+    node-llhttp                           # llhttp's C sources (the HTTP parser)
     redis-server                          # the broker, for `run` and the tests
     libcmocka-dev clang-format            # tests and the style check
+    wrk                                   # the HTTP benchmark (bench/run.sh)
 )
 
 missing=()
