@@ -222,6 +222,9 @@ awk -v order="$ORDER" '
         ratio("enqueue_batch / redis rpush -P16", "enqueue_batch:jobs_per_s", "redis_rpush_P16:requests_per_s")
         ratio("reserve_ack_8 / redis lpop -P16", "reserve_ack_8:jobs_per_s", "redis_lpop_P16:requests_per_s")
         ratio("reserve_ackb_8 / redis lpop -P16", "reserve_ackb_8:jobs_per_s", "redis_lpop_P16:requests_per_s")
+        ratio("http POST /v1/jobs / GET /healthz, c32", "http_post_32:requests_per_s", "http_healthz_32:requests_per_s")
+        ratio("http POST /v1/jobs / GET /healthz, c128", "http_post_128:requests_per_s", "http_healthz_128:requests_per_s")
+        ratio("http GET /v1/jobs/{id} / GET /healthz, c32", "http_get_32:requests_per_s", "http_healthz_32:requests_per_s")
     }
     function ratio(label, a, b) {
         if ((a in med) && (b in med) && med[b] > 0)
