@@ -48,6 +48,9 @@ struct route_s {
     /* On the loop, after run: answer (NULL: the generic JSON answer). */
     void (*finish)(api_req_t *ar);
     int (*on_body)(http_req_t *req, const char *data, size_t len);
+    /* Optional, on an executor thread: run for many requests of this route at once
+     * (each as run would), so they share one round trip. */
+    void (*batch)(api_req_t **reqs, size_t n, broker_t *b);
 };
 
 #define API_MAX_PARAMS 2

@@ -336,11 +336,10 @@ static void run_request(exec_task_t *t, broker_t *b)
         ar->route->run(ar, b);
 }
 
-static void enqueue_done(exec_task_t *t)
+static void run_batch(exec_task_t **tasks, size_t n, broker_t *b)
 {
-    t->spec = NULL;
-    t->result = NULL;
-    generic_done(t);
+    api_req_t *first = (api_req_t *)tasks[0];
+    first->route->batch((api_req_t **)tasks, n, b);
 }
 
 void api_submit(api_req_t *ar)
@@ -348,12 +347,11 @@ void api_submit(api_req_t *ar)
     exec_task_t *t = &ar->task;
     t->done = generic_done;
     t->run = run_request;
-    /* A single enqueue with nothing else to do on the way joins the batch. */
-    if (ar->spec.queue && !ar->verify_bearer && !(ar->has_bearer && ar->token.rate > 0)) {
-        t->spec = &ar->spec;
-        t->result = &ar->result;
-        t->done = enqueue_done;
-    }
+    t->batch = NULL;
+    /* With no token to check and no rate to take on the way, a route that can
+     * batch joins the others waiting: one round trip for all of them. */
+    if (ar->route->batch && !ar->verify_bearer && !(ar->has_bearer && ar->token.rate > 0))
+        t->batch = run_batch;
     exec_submit(ar->loop->home, t);
 }
 

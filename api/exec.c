@@ -132,8 +132,8 @@ int exec_pending(exec_t *e)
     return atomic_load(&e->pending);
 }
 
-/* Takes the first task, and with it every other coalescible enqueue waiting
- * (up to JOB_BATCH_MAX), keeping the rest in order. Called with the lock held. */
+/* Takes the first task, and with it every other waiting task of the same batch
+ * function (up to JOB_BATCH_MAX), keeping the rest in order. Lock held. */
 static size_t take_batch(exec_t *e, exec_task_t **batch)
 {
     exec_task_t *first = e->head;
@@ -142,12 +142,12 @@ static size_t take_batch(exec_t *e, exec_task_t **batch)
         e->tail = NULL;
     batch[0] = first;
     size_t n = 1;
-    if (!first->spec)
+    if (!first->batch)
         return n;
     exec_task_t **link = &e->head, *last = NULL;
     while (*link && n < JOB_BATCH_MAX) {
         exec_task_t *t = *link;
-        if (t->spec) {
+        if (t->batch == first->batch) {
             batch[n++] = t;
             *link = t->next;
         } else {
@@ -163,23 +163,6 @@ static void fail_unavailable(exec_task_t *t, const char *msg)
 {
     t->unavailable = HP_EUNAVAIL;
     snprintf(t->errmsg, sizeof(t->errmsg), "%s", msg);
-    if (t->result) {
-        t->result->err = HP_EUNAVAIL;
-        snprintf(t->result->errmsg, sizeof(t->result->errmsg), "%s", msg);
-    }
-}
-
-static void run_enqueues(broker_t *b, exec_task_t **batch, size_t n)
-{
-    job_spec_t *specs = hp_malloc(n * sizeof(*specs));
-    enqueue_result_t *results = hp_calloc(n, sizeof(*results));
-    for (size_t i = 0; i < n; i++)
-        specs[i] = *batch[i]->spec;
-    broker_enqueue(b, specs, n, results);
-    for (size_t i = 0; i < n; i++)
-        *batch[i]->result = results[i];
-    hp_free(specs);
-    hp_free(results);
 }
 
 static void *exec_thread(void *arg)
@@ -216,8 +199,8 @@ static void *exec_thread(void *arg)
         if (!b) {
             for (size_t i = 0; i < n; i++)
                 fail_unavailable(batch[i], last_error);
-        } else if (batch[0]->spec) {
-            run_enqueues(b, batch, n);
+        } else if (batch[0]->batch) {
+            batch[0]->batch(batch, n, b);
         } else {
             batch[0]->run(batch[0], b);
         }

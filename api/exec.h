@@ -3,10 +3,10 @@
  * that run broker calls for the event loops so no loop ever waits on Redis.
  *
  * A loop submits a task; a thread runs task->run with its broker; the loop that
- * submitted it gets task->done back on its own thread (a uv_async wake-up). Single
- * enqueues waiting in the queue together are coalesced into one broker_enqueue
- * (one round trip for up to JOB_BATCH_MAX requests), which is where the intake's
- * speed under load comes from.
+ * submitted it gets task->done back on its own thread (a uv_async wake-up). Tasks
+ * that share a batch function and wait in the queue together run as one call of it
+ * (e.g. single enqueues as one broker_enqueue, up to JOB_BATCH_MAX): one round
+ * trip for many requests, which is where the API's speed under load comes from.
  *
  * Why threads and not hiredis's async API: broker.h is one synchronous door for
  * every backend, and the embedded SQLite backend has no asynchronous API at all;
@@ -29,12 +29,12 @@ struct exec_task_s {
     void (*run)(exec_task_t *t, broker_t *b);
     /* Back on the submitting loop. */
     void (*done)(exec_task_t *t);
+    /* Or, instead of run: runs every waiting task with the same batch function in
+     * one call (tasks[0] is this one). */
+    void (*batch)(exec_task_t **tasks, size_t n, broker_t *b);
     /* Set instead of calling run when no broker could be opened. */
     int unavailable;
     char errmsg[256];
-    /* A single enqueue to coalesce: run is not called; spec in, result out. */
-    const job_spec_t *spec;
-    enqueue_result_t *result;
     /* private */
     exec_home_t *home;
     exec_task_t *next;

@@ -175,6 +175,20 @@ static void run_enqueue(api_req_t *ar, broker_t *b)
     broker_enqueue(b, &ar->spec, 1, &ar->result);
 }
 
+/* Many single enqueues as one broker_enqueue: one round trip. */
+static void batch_enqueue(api_req_t **reqs, size_t n, broker_t *b)
+{
+    job_spec_t *specs = hp_malloc(n * sizeof(*specs));
+    enqueue_result_t *results = hp_calloc(n, sizeof(*results));
+    for (size_t i = 0; i < n; i++)
+        specs[i] = reqs[i]->spec;
+    broker_enqueue(b, specs, n, results);
+    for (size_t i = 0; i < n; i++)
+        reqs[i]->result = results[i];
+    hp_free(specs);
+    hp_free(results);
+}
+
 static void result_json(json_t *o, const enqueue_result_t *r)
 {
     json_object_set_new(o, "id", json_string(r->id));
@@ -314,10 +328,24 @@ static bool prepare_get(api_req_t *ar)
     return true;
 }
 
+static void answer_job(api_req_t *ar, broker_t *b, int err, job_t *job);
+
 static void run_get(api_req_t *ar, broker_t *b)
 {
     job_t *job = NULL;
     int err = broker_get(b, ar->params[0], &job);
+    answer_job(ar, b, err, job);
+    job_free(job);
+}
+
+void api_wait_again(api_req_t *ar, int64_t wait_ms)
+{
+    get_state_t *st = ar->state;
+    st->wait_ms = wait_ms;
+}
+
+static void answer_job(api_req_t *ar, broker_t *b, int err, job_t *job)
+{
     if (err) {
         api_set_broker_error(ar, b, err);
         return;
@@ -327,14 +355,28 @@ static void run_get(api_req_t *ar, broker_t *b)
     if (st)
         st->final = job->state == JOB_STATE_SUCCEEDED || job->state == JOB_STATE_DEAD ||
                     job->state == JOB_STATE_CANCELED;
-    job_free(job);
     api_set_json(ar, 200, text, strlen(text));
 }
 
-void api_wait_again(api_req_t *ar, int64_t wait_ms)
+/* Many GETs of jobs as one broker_get_many: one round trip. */
+static void batch_get(api_req_t **reqs, size_t n, broker_t *b)
 {
-    get_state_t *st = ar->state;
-    st->wait_ms = wait_ms;
+    const char **ids = hp_malloc(n * sizeof(*ids));
+    job_t **jobs = hp_calloc(n, sizeof(*jobs));
+    int *errs = hp_calloc(n, sizeof(*errs));
+    for (size_t i = 0; i < n; i++)
+        ids[i] = reqs[i]->params[0];
+    int err = broker_get_many(b, ids, n, jobs, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (err || errs[i] != HP_ENOTFOUND || jobs[i])
+            answer_job(reqs[i], b, err ? err : errs[i], jobs[i]);
+        else
+            api_set_problem(reqs[i], 404, "job %s not found", ids[i]);
+        job_free(jobs[i]);
+    }
+    hp_free(errs);
+    hp_free(jobs);
+    hp_free(ids);
 }
 
 static void finish_get(api_req_t *ar)
@@ -737,32 +779,113 @@ static void finish_openapi(api_req_t *ar)
 /* ---- The table ---- */
 
 const route_t api_routes[] = {
-    {"POST", "/v1/jobs", ACCESS_SUBMIT, false, prepare_enqueue, run_enqueue, finish_enqueue, NULL},
-    {"POST", "/v1/jobs/batch", ACCESS_SUBMIT, false, prepare_batch, run_batch, NULL, NULL},
-    {"GET", "/v1/jobs", ACCESS_READ, false, prepare_list, run_list, NULL, NULL},
-    {"GET", "/v1/jobs/{id}", ACCESS_READ, false, prepare_get, run_get, finish_get, NULL},
-    {"DELETE", "/v1/jobs/{id}", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL, NULL},
-    {"POST", "/v1/jobs/{id}/retry", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL,
-     NULL},
-    {"POST", "/v1/jobs/{id}/cancel", ACCESS_ADMIN, false, prepare_job_id, run_job_action, NULL,
-     NULL},
-    {"GET", "/v1/queues", ACCESS_READ, false, prepare_nothing, run_queues, NULL, NULL},
-    {"GET", "/v1/queues/{queue}", ACCESS_READ, false, prepare_queue_param, run_queue, NULL, NULL},
-    {"POST", "/v1/queues/{queue}/pause", ACCESS_ADMIN, false, prepare_queue_param, run_pause, NULL,
-     NULL},
-    {"POST", "/v1/queues/{queue}/resume", ACCESS_ADMIN, false, prepare_queue_param, run_pause, NULL,
-     NULL},
-    {"DELETE", "/v1/queues/{queue}/jobs", ACCESS_ADMIN, false, prepare_purge, run_purge, NULL,
-     NULL},
-    {"GET", "/v1/workers", ACCESS_READ, false, prepare_nothing, run_workers, NULL, NULL},
-    {"POST", "/v1/blobs", ACCESS_SUBMIT, true, api_blob_prepare, api_blob_run_upload,
-     api_blob_finish_upload, api_blob_on_body},
-    {"GET", "/v1/blobs/{id}", ACCESS_READ, false, api_blob_prepare_get, NULL, api_blob_finish_get,
-     NULL},
-    {"GET", "/v1/events", ACCESS_READ, false, api_events_prepare, NULL, api_events_finish, NULL},
-    {"GET", "/healthz", ACCESS_PUBLIC, false, prepare_nothing, NULL, finish_healthz, NULL},
-    {"GET", "/readyz", ACCESS_PUBLIC, false, prepare_nothing, run_readyz, NULL, NULL},
-    {"GET", "/metrics", ACCESS_READ, false, prepare_nothing, run_metrics, finish_metrics, NULL},
-    {"GET", "/openapi.json", ACCESS_PUBLIC, false, prepare_nothing, NULL, finish_openapi, NULL},
+    {.method = "POST",
+     .pattern = "/v1/jobs",
+     .access = ACCESS_SUBMIT,
+     .prepare = prepare_enqueue,
+     .run = run_enqueue,
+     .finish = finish_enqueue,
+     .batch = batch_enqueue},
+    {.method = "POST",
+     .pattern = "/v1/jobs/batch",
+     .access = ACCESS_SUBMIT,
+     .prepare = prepare_batch,
+     .run = run_batch},
+    {.method = "GET",
+     .pattern = "/v1/jobs",
+     .access = ACCESS_READ,
+     .prepare = prepare_list,
+     .run = run_list},
+    {.method = "GET",
+     .pattern = "/v1/jobs/{id}",
+     .access = ACCESS_READ,
+     .prepare = prepare_get,
+     .run = run_get,
+     .finish = finish_get,
+     .batch = batch_get},
+    {.method = "DELETE",
+     .pattern = "/v1/jobs/{id}",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_job_id,
+     .run = run_job_action},
+    {.method = "POST",
+     .pattern = "/v1/jobs/{id}/retry",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_job_id,
+     .run = run_job_action},
+    {.method = "POST",
+     .pattern = "/v1/jobs/{id}/cancel",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_job_id,
+     .run = run_job_action},
+    {.method = "GET",
+     .pattern = "/v1/queues",
+     .access = ACCESS_READ,
+     .prepare = prepare_nothing,
+     .run = run_queues},
+    {.method = "GET",
+     .pattern = "/v1/queues/{queue}",
+     .access = ACCESS_READ,
+     .prepare = prepare_queue_param,
+     .run = run_queue},
+    {.method = "POST",
+     .pattern = "/v1/queues/{queue}/pause",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_queue_param,
+     .run = run_pause},
+    {.method = "POST",
+     .pattern = "/v1/queues/{queue}/resume",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_queue_param,
+     .run = run_pause},
+    {.method = "DELETE",
+     .pattern = "/v1/queues/{queue}/jobs",
+     .access = ACCESS_ADMIN,
+     .prepare = prepare_purge,
+     .run = run_purge},
+    {.method = "GET",
+     .pattern = "/v1/workers",
+     .access = ACCESS_READ,
+     .prepare = prepare_nothing,
+     .run = run_workers},
+    {.method = "POST",
+     .pattern = "/v1/blobs",
+     .access = ACCESS_SUBMIT,
+     .prepare = api_blob_prepare,
+     .run = api_blob_run_upload,
+     .finish = api_blob_finish_upload,
+     .stream_body = true,
+     .on_body = api_blob_on_body},
+    {.method = "GET",
+     .pattern = "/v1/blobs/{id}",
+     .access = ACCESS_READ,
+     .prepare = api_blob_prepare_get,
+     .finish = api_blob_finish_get},
+    {.method = "GET",
+     .pattern = "/v1/events",
+     .access = ACCESS_READ,
+     .prepare = api_events_prepare,
+     .finish = api_events_finish},
+    {.method = "GET",
+     .pattern = "/healthz",
+     .access = ACCESS_PUBLIC,
+     .prepare = prepare_nothing,
+     .finish = finish_healthz},
+    {.method = "GET",
+     .pattern = "/readyz",
+     .access = ACCESS_PUBLIC,
+     .prepare = prepare_nothing,
+     .run = run_readyz},
+    {.method = "GET",
+     .pattern = "/metrics",
+     .access = ACCESS_READ,
+     .prepare = prepare_nothing,
+     .run = run_metrics,
+     .finish = finish_metrics},
+    {.method = "GET",
+     .pattern = "/openapi.json",
+     .access = ACCESS_PUBLIC,
+     .prepare = prepare_nothing,
+     .finish = finish_openapi},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

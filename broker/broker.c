@@ -350,6 +350,47 @@ int broker_get(broker_t *b, const char *id, job_t **out)
     WITH_ID(b->ops->get(b, ulid, queue, out));
 }
 
+int broker_get_many(broker_t *b, const char *const *ids, size_t n, job_t **jobs, int *errs)
+{
+    if (n > JOB_BATCH_MAX)
+        return broker__error(b, HP_EINVAL, "get: at most %d jobs per call, got %zu", JOB_BATCH_MAX,
+                             n);
+    char(*ulids)[HP_ULID_LEN + 1] = hp_malloc(n ? n * sizeof(*ulids) : 1);
+    char(*queues)[JOB_QUEUE_NAME_MAX + 1] = hp_malloc(n ? n * sizeof(*queues) : 1);
+    const char **ulid_ptrs = hp_calloc(n ? n : 1, sizeof(*ulid_ptrs));
+    const char **queue_ptrs = hp_calloc(n ? n : 1, sizeof(*queue_ptrs));
+    size_t *index = hp_calloc(n ? n : 1, sizeof(*index));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = NULL;
+        errs[i] = HP_EINVAL;
+        if (!ids[i] || !job_id_parse(ids[i], ulids[m], queues[m]))
+            continue;
+        ulid_ptrs[m] = ulids[m];
+        queue_ptrs[m] = queues[m];
+        index[m++] = i;
+    }
+    job_t **found = hp_calloc(m ? m : 1, sizeof(*found));
+    int *found_errs = hp_calloc(m ? m : 1, sizeof(*found_errs));
+    int err = m ? b->ops->get_many(b, ulid_ptrs, queue_ptrs, m, found, found_errs) : 0;
+    for (size_t k = 0; k < m; k++) {
+        if (err) {
+            job_free(found[k]);
+            continue;
+        }
+        jobs[index[k]] = found[k];
+        errs[index[k]] = found_errs[k];
+    }
+    hp_free(found);
+    hp_free(found_errs);
+    hp_free(index);
+    hp_free(queue_ptrs);
+    hp_free(ulid_ptrs);
+    hp_free(queues);
+    hp_free(ulids);
+    return err;
+}
+
 int broker_cancel(broker_t *b, const char *id, job_state_t *state_after)
 {
     job_state_t ignored;

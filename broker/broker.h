@@ -306,6 +306,11 @@ int broker_workers(broker_t *b, char ***infos, size_t *n);
 /* ---- Operating ---- */
 
 int broker_get(broker_t *b, const char *id, job_t **out);
+/* Gets n (<= JOB_BATCH_MAX) jobs in one round trip. For each, jobs[i] (job_free)
+ * or NULL with errs[i] saying why (HP_ENOTFOUND; HP_EINVAL for a malformed id).
+ * Returns 0, or the error that failed the whole call (HP_EUNAVAIL, ...): then
+ * every jobs[i] is NULL. */
+int broker_get_many(broker_t *b, const char *const *ids, size_t n, job_t **jobs, int *errs);
 /* Waiting/scheduled/failed: canceled at once. Active: flagged, the worker is told
  * on its next heartbeat; *state_after is then ACTIVE. Finished: HP_ESTATE. */
 int broker_cancel(broker_t *b, const char *id, job_state_t *state_after);

@@ -51,6 +51,9 @@ typedef struct broker_ops_s {
     int (*worker_gone)(broker_t *b, const char *id);
     int (*workers)(broker_t *b, char ***infos, size_t *n);
     int (*get)(broker_t *b, const char *ulid, const char *queue, job_t **out);
+    /* errs[i]: that job's error; the return value: one for the whole call. */
+    int (*get_many)(broker_t *b, const char *const *ulids, const char *const *queues, size_t n,
+                    job_t **jobs, int *errs);
     int (*cancel)(broker_t *b, const char *ulid, const char *queue, job_state_t *state);
     int (*retry)(broker_t *b, const char *ulid, const char *queue);
     int (*delete)(broker_t *b, const char *ulid, const char *queue);

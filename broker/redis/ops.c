@@ -705,29 +705,55 @@ static int not_found(broker_t *b, const char *ulid, const char *queue)
     return broker__error(b, HP_ENOTFOUND, "job %s-%s not found", ulid, queue);
 }
 
+/* One get script reply into a job. */
+static int decode_get(broker_t *b, const char *ulid, const char *queue, const redisReply *r,
+                      job_t **out)
+{
+    int err = broker__redis_reply_err(b, r);
+    if (err)
+        return err;
+    if (r->type == REDIS_REPLY_NIL)
+        return not_found(b, ulid, queue);
+    if (!reply_is(r, REDIS_REPLY_ARRAY, 6))
+        return unexpected(b, "get");
+    if (broker__job_decode(ulid, queue, r->element[0]->str, r->element[0]->len, out))
+        return broker__error(b, HP_EPROTO, "redis: job %s-%s has a damaged record", ulid, queue);
+    if (r->element[1]->len)
+        (*out)->result = hp_strndup(r->element[1]->str, r->element[1]->len);
+    (*out)->lease_deadline_ms = reply_i64(r->element[2]);
+    if ((*out)->state == JOB_STATE_ACTIVE)
+        apply_lease(*out, r->element[3]->str);
+    apply_progress(*out, r->element[4]->str);
+    if (r->element[5]->len)
+        (*out)->logs = hp_strndup(r->element[5]->str, r->element[5]->len);
+    return 0;
+}
+
 static int redis_get(broker_t *b, const char *ulid, const char *queue, job_t **out)
 {
     redisReply *r = NULL;
     int err = eval1(b, SCRIPT_GET, queue, 1, &ulid, NULL, &r);
     if (err)
         return err;
-    if (r->type == REDIS_REPLY_NIL) {
-        err = not_found(b, ulid, queue);
-    } else if (!reply_is(r, REDIS_REPLY_ARRAY, 6)) {
-        err = unexpected(b, "get");
-    } else if (broker__job_decode(ulid, queue, r->element[0]->str, r->element[0]->len, out)) {
-        err = broker__error(b, HP_EPROTO, "redis: job %s-%s has a damaged record", ulid, queue);
-    } else {
-        if (r->element[1]->len)
-            (*out)->result = hp_strndup(r->element[1]->str, r->element[1]->len);
-        (*out)->lease_deadline_ms = reply_i64(r->element[2]);
-        if ((*out)->state == JOB_STATE_ACTIVE)
-            apply_lease(*out, r->element[3]->str);
-        apply_progress(*out, r->element[4]->str);
-        if (r->element[5]->len)
-            (*out)->logs = hp_strndup(r->element[5]->str, r->element[5]->len);
-    }
+    err = decode_get(b, ulid, queue, r, out);
     freeReplyObject(r);
+    return err;
+}
+
+/* n gets, one script call each, in one round trip. */
+static int redis_get_many(broker_t *b, const char *const *ulids, const char *const *queues,
+                          size_t n, job_t **jobs, int *errs)
+{
+    reval_t *calls = hp_calloc(n, sizeof(*calls));
+    redisReply **replies = hp_calloc(n, sizeof(*replies));
+    for (size_t i = 0; i < n; i++)
+        calls[i] = (reval_t){queues[i], NULL, 1, (const char **)&ulids[i], NULL};
+    int err = broker__redis_eval(conn_of(b), b, SCRIPT_GET, calls, n, replies);
+    for (size_t i = 0; i < n && !err; i++)
+        errs[i] = decode_get(b, ulids[i], queues[i], replies[i], &jobs[i]);
+    free_replies(replies, n);
+    hp_free(replies);
+    hp_free(calls);
     return err;
 }
 
@@ -1195,6 +1221,7 @@ static const broker_ops_t redis_ops = {
     .worker_gone = redis_worker_gone,
     .workers = redis_workers,
     .get = redis_get,
+    .get_many = redis_get_many,
     .cancel = redis_cancel,
     .retry = redis_retry,
     .delete = redis_delete,

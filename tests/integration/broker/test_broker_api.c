@@ -640,6 +640,37 @@ static void rate_limit_allows_a_burst_then_limits(void **state)
     assert_int_equal(broker_rate_take(b, key, 1, -1, &retry), HP_EINVAL);
 }
 
+/* ---- Get many ---- */
+
+static void get_many_finds_each_in_one_call(void **state)
+{
+    (void)state;
+    job_spec_t specs[3] = {
+        {.queue = "gm1", .type = "t", .payload = "{\"n\":1}"},
+        {.queue = "gm2", .type = "t", .payload = "{\"n\":2}"},
+        {.queue = "gm1", .type = "t", .payload = "{\"n\":3}"},
+    };
+    enqueue_result_t res[3];
+    assert_int_equal(broker_enqueue(b, specs, 3, res), 0);
+    const char *ids[5] = {res[0].id, res[1].id, "01M8884PFAA8FVMNPE9CNCG1X9-gm1", "not-an-id",
+                          res[2].id};
+    job_t *jobs[5];
+    int errs[5];
+    assert_int_equal(broker_get_many(b, ids, 5, jobs, errs), 0);
+    assert_int_equal(errs[0], 0);
+    assert_string_equal(jobs[0]->payload, "{\"n\":1}");
+    assert_int_equal(errs[1], 0);
+    assert_string_equal(jobs[1]->queue, "gm2");
+    assert_int_equal(errs[2], HP_ENOTFOUND);
+    assert_null(jobs[2]);
+    assert_int_equal(errs[3], HP_EINVAL);
+    assert_null(jobs[3]);
+    assert_int_equal(errs[4], 0);
+    assert_string_equal(jobs[4]->payload, "{\"n\":3}");
+    for (int i = 0; i < 5; i++)
+        job_free(jobs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +685,7 @@ int main(void)
         cmocka_unit_test(tokens_create_verify_revoke),
         cmocka_unit_test(token_fields_are_checked),
         cmocka_unit_test(rate_limit_allows_a_burst_then_limits),
+        cmocka_unit_test(get_many_finds_each_in_one_call),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
