@@ -108,6 +108,7 @@ struct api_loop_s {
     job_waiter_t *waiters;
     int index;
     int listen_fd;
+    int64_t drain_until; /* stopping: the monotonic ms when open connections are cut */
     /* events handed over by the subscriber thread */
     pthread_mutex_t events_lock;
     char **events;

@@ -240,7 +240,7 @@ bool api_events_prepare(api_req_t *ar)
             api_problem(ar, 400, "queue: 1-64 characters of A-Z a-z 0-9 . _ -");
             return false;
         }
-        snprintf(ar->queue, sizeof(ar->queue), "%s", queue);
+        memcpy(ar->queue, queue, strlen(queue) + 1); /* valid: at most 64 */
     }
     return true;
 }

@@ -10,6 +10,7 @@ struct exec_home_s {
     uv_async_t async;
     uv_check_t flush;                 /* hands the outbox over once per loop iteration */
     exec_task_t *out_head, *out_tail; /* submitted this iteration (loop thread only) */
+    int open_handles;                 /* while closing */
     exec_t *exec;
     pthread_mutex_t lock;
     exec_task_t *head, *tail; /* finished, waiting for the loop */
@@ -102,18 +103,18 @@ exec_home_t *exec_home_new(exec_t *e, uv_loop_t *loop)
 static void on_home_closed(uv_handle_t *handle)
 {
     exec_home_t *h = handle->data;
-    if (uv_is_closing((uv_handle_t *)&h->flush) && uv_is_closing((uv_handle_t *)&h->async) &&
-        handle == (uv_handle_t *)&h->flush) {
-        pthread_mutex_destroy(&h->lock);
-        hp_free(h);
-    }
+    if (--h->open_handles > 0)
+        return;
+    pthread_mutex_destroy(&h->lock);
+    hp_free(h);
 }
 
 void exec_home_close(exec_home_t *h)
 {
     flush_outbox(&h->flush);
+    h->open_handles = 2;
     uv_close((uv_handle_t *)&h->async, on_home_closed);
-    uv_close((uv_handle_t *)&h->flush, on_home_closed); /* closes last: frees */
+    uv_close((uv_handle_t *)&h->flush, on_home_closed);
 }
 
 /* ---- The threads ---- */

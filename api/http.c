@@ -33,7 +33,7 @@ struct http_server_s {
     hp_strbuf_t access_log; /* request lines, flushed once per loop iteration */
     uv_check_t log_flush;
     int open_handles;
-    bool stopping;
+    bool stopping, draining, flush_started;
 };
 
 struct http_conn_s {
@@ -848,7 +848,7 @@ static void refuse_connection(http_server_t *s)
 static void on_connection(uv_stream_t *listener, int status)
 {
     http_server_t *s = listener->data;
-    if (status < 0 || s->stopping)
+    if (status < 0 || s->stopping || s->draining)
         return;
     if (atomic_fetch_add(s->active_conns, 1) >= s->limits.max_connections) {
         atomic_fetch_sub(s->active_conns, 1);
@@ -915,6 +915,7 @@ http_server_t *http_server_start(uv_loop_t *loop, int fd, const http_limits_t *l
     s->log_flush.data = s;
     uv_check_start(&s->log_flush, flush_access_log);
     uv_unref((uv_handle_t *)&s->log_flush);
+    s->flush_started = true;
     s->open_handles = 2;
     return s;
 }
@@ -928,6 +929,29 @@ static void on_server_handle_closed(uv_handle_t *h)
     }
 }
 
+int http_server_drain(http_server_t *s)
+{
+    if (!s->draining) {
+        s->draining = true;
+        uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    }
+    int open = 0;
+    http_conn_t *c = s->conns;
+    while (c) {
+        http_conn_t *next = c->next;
+        if (!c->busy && !c->req && c->write_queued == 0) {
+            conn_close(c); /* idle between requests */
+        } else {
+            c->close_after_write = true; /* after the answer being made */
+            if (c->req)
+                c->req->keep_alive = false;
+            open++;
+        }
+        c = next;
+    }
+    return open;
+}
+
 void http_server_stop(http_server_t *s)
 {
     if (s->stopping)
@@ -938,12 +962,8 @@ void http_server_stop(http_server_t *s)
     if (s->access_log.len)
         hp_log_write(s->access_log.data, s->access_log.len);
     hp_strbuf_reset(&s->access_log);
-    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    if (s->open_handles == 2)
+    if (!s->draining)
+        uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    if (s->flush_started)
         uv_close((uv_handle_t *)&s->log_flush, on_server_handle_closed);
-}
-
-void http_server_free(http_server_t *s)
-{
-    (void)s; /* freed when its handles have closed (run the loop after stop) */
 }

@@ -92,9 +92,12 @@ typedef struct http_limits_s {
 http_server_t *http_server_start(uv_loop_t *loop, int fd, const http_limits_t *limits,
                                  const http_app_t *app, int *active_conns, char *err,
                                  size_t errlen);
-/* Stops accepting and closes every connection (unanswered requests are abandoned). */
+/* Stops accepting; idle connections close now, busy ones after their answer
+ * (streams are the application's to end). Returns the connections still open. */
+int http_server_drain(http_server_t *s);
+/* Closes every connection (unanswered requests are abandoned) and the server,
+ * which frees itself once the loop has run its close callbacks. */
 void http_server_stop(http_server_t *s);
-void http_server_free(http_server_t *s);
 
 /* The value of a header (name lower-case), or NULL. */
 const char *http_header(const http_req_t *req, const char *name);

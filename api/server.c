@@ -185,13 +185,17 @@ static int bound_port(int fd)
 
 /* ---- Loops ---- */
 
+#define DRAIN_MS 5000 /* on a stop, how long answers in the making may take */
+
 static void on_wake(uv_async_t *a)
 {
     api_loop_t *l = a->data;
     api_events_deliver(l);
-    if (atomic_load(&l->server->stopping) && l->http) {
-        http_server_stop(l->http);
-        l->http = NULL;
+    if (atomic_load(&l->server->stopping) && l->http && !l->drain_until) {
+        /* Stop accepting; let the answers in the making go out first. */
+        l->drain_until = hp_mono_ms() + DRAIN_MS;
+        api_events_close_loop(l);
+        http_server_drain(l->http);
     }
 }
 
@@ -199,7 +203,12 @@ static void on_tick(uv_timer_t *t)
 {
     api_loop_t *l = t->data;
     api_events_deliver(l); /* also the SSE keep-alives */
-    if (!l->http && exec_pending(l->server->exec) == 0) {
+    if (l->http && l->drain_until &&
+        (http_server_drain(l->http) == 0 || hp_mono_ms() >= l->drain_until)) {
+        http_server_stop(l->http);
+        l->http = NULL;
+    }
+    if (!l->http && l->drain_until && exec_pending(l->server->exec) == 0) {
         /* stopping, and nothing of ours is with the executor any more */
         api_events_close_loop(l);
         uv_timer_stop(t);
