@@ -66,6 +66,7 @@ void cli_print_help(const cli_verb_t *verb);
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
+#define CLI_LOCAL_HELP "  --help           this text\n"
 #define CLI_COMMON_HELP                                                                            \
     "  --redis URL      broker (default $HOPPER_REDIS_URL, else redis://127.0.0.1:6379)\n"         \
     "  --strict         refuse a Redis whose maxmemory-policy could evict jobs\n"                  \
@@ -82,9 +83,10 @@ int cli_workers(const cli_verb_t *verb, int argc, char **argv);
 int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume */
 int cli_run(const cli_verb_t *verb, int argc, char **argv);
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);
+int cli_cron(const cli_verb_t *verb, int argc, char **argv); /* cron next, cron explain */
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
-    cli_plain_options[], cli_stats_options[], cli_run_options[];
+    cli_plain_options[], cli_stats_options[], cli_run_options[], cli_cron_options[];
 /* Built at run time from the worker's option table. */
 extern struct option cli_worker_options[];
 
