@@ -322,9 +322,11 @@ int cron_parse(const char *text, cron_expr_t *out, char **errmsg)
     out->flags = (uint8_t)((count == 6 ? CRON_HAS_SECONDS : 0) |
                            (starts[F_DOM - skip][0] == '*' ? CRON_DOM_STAR : 0) |
                            (starts[F_DOW - skip][0] == '*' ? CRON_DOW_STAR : 0));
-    if (!can_fire(out))
-        return whole_fail(errmsg, "\"%s\" can never fire: no allowed month has that day of month",
-                          first);
+    if (!can_fire(out)) {
+        int len = (int)(starts[count - 1] + lens[count - 1] - first); /* without trailing blanks */
+        return whole_fail(errmsg, "\"%.*s\" can never fire: no allowed month has that day of month",
+                          len, first);
+    }
     return 0;
 }
 

@@ -301,6 +301,7 @@ static const bad_case_t bad_cases[] = {
     {"0 0 31 APR,jun,SEP,nov *", {"can never fire"}},
     {"0 0 0 30 2 *", {"can never fire"}},
     {"0 0 30-31 feb */2", {"can never fire"}},
+    {" 0 0 30 2 *\n", {"\"0 0 30 2 *\" can never fire"}},
     {"@reboot", {"unknown macro", "@reboot"}},
     {"@every 5m", {"takes no fields"}},
     {"@daily *", {"takes no fields"}},
