@@ -67,6 +67,7 @@ void cli_print_help(const cli_verb_t *verb);
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
+#define CLI_LOCAL_HELP "  --help           this text\n"
 #define CLI_COMMON_HELP                                                                            \
     "  --redis URL      broker (default $HOPPER_REDIS_URL, else redis://127.0.0.1:6379)\n"         \
     "  --strict         refuse a Redis whose maxmemory-policy could evict jobs\n"                  \
@@ -84,6 +85,7 @@ int cli_pause(const cli_verb_t *verb, int argc, char **argv); /* pause, resume *
 int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 int cli_token(const cli_verb_t *verb, int argc, char **argv); /* create, list, revoke */
 int cli_server(const cli_verb_t *verb, int argc, char **argv);
+int cli_cron(const cli_verb_t *verb, int argc, char **argv); /* cron next, cron explain */
 
 /* ---- Configuration of long-running verbs (config_flow.c) ----
  * Applies --config FILE (keys in file_skip_keys left alone), then HOPPER_*
@@ -94,6 +96,6 @@ int cli_config_load(const cli_verb_t *verb, const hp_option_table_t *table, void
                     const char **config_file);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
-    cli_plain_options[], cli_stats_options[], cli_token_options[];
+    cli_plain_options[], cli_stats_options[], cli_token_options[], cli_cron_options[];
 
 #endif

@@ -62,6 +62,17 @@ static const cli_verb_t verbs[] = {
     {"token", "create|list|revoke", "API tokens: create (shown once), list, revoke",
      "  (hopper token create --help, and likewise, for each one's options)\n", cli_token_options,
      cli_token},
+    {"cron", "SUB EXPR", "check a cron expression: its next fire times, or it in words",
+     "  hopper cron next EXPR [--tz ZONE] [--from TIME] [--count N]\n"
+     "                   print the next N fire times as RFC 3339 UTC, one per line\n"
+     "  hopper cron explain EXPR\n"
+     "                   say in words when EXPR fires\n"
+     "  --tz ZONE        read EXPR in an IANA time zone, e.g. Europe/Berlin (default UTC)\n"
+     "  --from TIME      start after this RFC 3339 time (default now)\n"
+     "  --count N        1..1000 (default 5)\n"
+     "  (EXPR: 5 fields, or 6 with seconds first, or a macro like @daily; quote it;\n"
+     "   see docs/scheduling.md)\n",
+     cli_cron_options, cli_cron},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -82,10 +93,19 @@ static void print_main_help(FILE *out)
 #undef XX
 }
 
+/* Whether the verb talks to a broker, so its help lists the broker options. Only
+ * `cron` does not. (The worker's option table is filled at run time, so the table
+ * cannot tell.) */
+static bool uses_broker(const cli_verb_t *verb)
+{
+    return verb->options != cli_cron_options;
+}
+
 void cli_print_help(const cli_verb_t *verb)
 {
     printf("usage: hopper %s%s%s [options]\n\n%s.\n\noptions:\n%s%s", verb->name,
-           verb->args[0] ? " " : "", verb->args, verb->summary, verb->help, CLI_COMMON_HELP);
+           verb->args[0] ? " " : "", verb->args, verb->summary, verb->help,
+           uses_broker(verb) ? CLI_COMMON_HELP : CLI_LOCAL_HELP);
 }
 
 int main(int argc, char **argv)
