@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "api/api.h"
-#include "api/jobspec.h"
 #include "api/metrics_http.h"
 
 extern const char api_openapi[];
@@ -111,8 +110,8 @@ static bool prepare_nothing(api_req_t *ar)
 /* ---- Jobs: enqueue ---- */
 
 typedef struct enqueue_state_s {
-    jobspec_t one;
-    jobspec_t *many;
+    job_spec_json_t one;
+    job_spec_json_t *many;
     size_t n;
     enqueue_result_t *results;
 } enqueue_state_t;
@@ -122,9 +121,9 @@ static void enqueue_state_free(void *p)
     enqueue_state_t *st = p;
     if (!st)
         return;
-    jobspec_cleanup(&st->one);
+    job_spec_json_cleanup(&st->one);
     for (size_t i = 0; i < st->n; i++)
-        jobspec_cleanup(&st->many[i]);
+        job_spec_json_cleanup(&st->many[i]);
     hp_free(st->many);
     hp_free(st->results);
     hp_free(st);
@@ -152,7 +151,7 @@ static bool prepare_enqueue(api_req_t *ar)
     ar->state_free = enqueue_state_free;
     char err[512];
     http_req_t *h = ar->http;
-    if (jobspec_parse(h->body, h->body_len, &st->one, err, sizeof(err)) != 0) {
+    if (job_spec_from_json(h->body, h->body_len, &st->one, err, sizeof(err)) != 0) {
         api_problem(ar, 400, "%s", err);
         return false;
     }
@@ -162,8 +161,8 @@ static bool prepare_enqueue(api_req_t *ar)
             api_problem(ar, 400, "Idempotency-Key: 1 to 200 characters");
             return false;
         }
-        jobspec_set_idempotency(&st->one, ar->has_bearer ? ar->bearer : "", key, h->body,
-                                h->body_len);
+        job_spec_set_idempotency(&st->one, ar->has_bearer ? ar->bearer : "", key, h->body,
+                                 h->body_len);
     }
     ar->spec = st->one.spec;
     snprintf(ar->queue, sizeof(ar->queue), "%s", ar->spec.queue);
@@ -224,11 +223,11 @@ static bool prepare_batch(api_req_t *ar)
     if (!json_body_ok(ar))
         return false;
     char err[512];
-    jobspec_t *specs = NULL;
+    job_spec_json_t *specs = NULL;
     char **errors = NULL;
     size_t n = 0;
     http_req_t *h = ar->http;
-    if (jobspec_parse_batch(h->body, h->body_len, &specs, &errors, &n, err, sizeof(err)) != 0) {
+    if (job_specs_from_json(h->body, h->body_len, &specs, &errors, &n, err, sizeof(err)) != 0) {
         api_problem(ar, 400, "%s", err);
         return false;
     }

@@ -119,6 +119,10 @@ typedef struct job_spec_s {
      * (result.err HP_EINVAL, result.idempotency_mismatch). */
     const char *idempotency_key;
     const char *request_hash;
+    /* Set by the scheduler: the schedule and the tick (Unix ms) this job is for;
+     * stored with the job and shown by job_to_json as "schedule". */
+    const char *schedule;
+    int64_t schedule_tick_ms;
 } job_spec_t;
 
 typedef struct job_error_s {
@@ -163,6 +167,8 @@ typedef struct job_s {
     int progress;           /* 0-100, -1 when never reported */
     char *progress_message; /* or NULL */
     char *logs;             /* JSON lines [at_ms, level, "text"], oldest first, or NULL */
+    char *schedule;         /* the schedule that fired it, or NULL */
+    int64_t schedule_tick_ms;
 } job_t;
 
 void job_free(job_t *job);
@@ -176,6 +182,35 @@ bool job_id_parse(const char *id, char ulid[HP_ULID_LEN + 1], char queue[JOB_QUE
 
 /* The delay before the next attempt after `attempt` failed; `rand01` in [0,1). */
 int64_t backoff_delay_ms(const backoff_t *b, int attempt, double rand01);
+
+/* ---- Jobs from JSON (job_json.c) ----
+ * A job as the API and schedule templates write it, a JSON object with the fields
+ * queue, type, payload, priority, delay_ms, run_at, max_attempts, backoff,
+ * timeout_ms, unique_key, unique_ttl_ms, tags, expires_at, turned into a
+ * job_spec_t. Every field is checked by type and named in the message; the broker
+ * checks the limits at enqueue. The payload keeps the client's own bytes (found in
+ * the text by a scan, not re-encoded), so 0.1 stays 0.1 and a 30-digit integer
+ * stays whole. */
+typedef struct job_spec_json_s {
+    job_spec_t spec;
+    void *doc; /* the parsed JSON, which owns the strings spec points to */
+    char *payload;
+    const char **tags;
+    char *idempotency_key;
+    char request_hash[65];
+} job_spec_json_t;
+
+int job_spec_from_json(const char *text, size_t len, job_spec_json_t *out, char *err,
+                       size_t errlen);
+/* {"jobs": [...]} or a bare array, up to JOB_BATCH_MAX: (*errors)[i] is NULL or
+ * why item i is refused (hp_free each and both arrays; job_spec_json_cleanup each
+ * spec). Fails as a whole only when the text is not such a list. */
+int job_specs_from_json(const char *text, size_t len, job_spec_json_t **specs, char ***errors,
+                        size_t *n, char *err, size_t errlen);
+/* The API's Idempotency-Key, namespaced by a hash of the token, with the body's hash. */
+void job_spec_set_idempotency(job_spec_json_t *js, const char *token, const char *key,
+                              const char *body, size_t len);
+void job_spec_json_cleanup(job_spec_json_t *js);
 
 /* ---- Opening ---- */
 
@@ -393,6 +428,77 @@ int broker_maintain_all(broker_t *b);
  * timeout_ms passed with no event, or an error (the subscription is then gone;
  * the next call subscribes again). */
 int broker_events_next(broker_t *b, int64_t timeout_ms, char **json);
+
+/* ---- Schedules ----
+ * A schedule fires a job from its template at the ticks of a cron expression. The
+ * broker stores schedules and fires them atomically; it does not read cron: the
+ * scheduler (scheduler/) computes ticks and hands them in. A schedule lives in its
+ * job queue's Redis Cluster slot, so its fire (the job's enqueue and the move of
+ * next_fire) is one script, and any number of servers fire each tick once. */
+#define SCHEDULE_NAME_MAX    128 /* [A-Za-z0-9._:-] */
+#define SCHEDULE_HISTORY_MAX 20  /* runs kept per schedule, newest first */
+
+typedef enum { SCHEDULE_MISFIRE_SKIP, SCHEDULE_MISFIRE_ONCE } schedule_misfire_t;
+typedef enum { SCHEDULE_OVERLAP_ALLOW, SCHEDULE_OVERLAP_SKIP } schedule_overlap_t;
+
+typedef struct schedule_s {
+    char name[SCHEDULE_NAME_MAX + 1];
+    char *cron; /* the expression, as given */
+    char *tz;   /* IANA zone name, "UTC" by default */
+    char *job;  /* the job template: a JSON object as POST /v1/jobs takes it */
+    char queue[JOB_QUEUE_NAME_MAX + 1]; /* the template's queue */
+    bool paused;
+    schedule_misfire_t misfire;
+    schedule_overlap_t overlap;
+    int64_t jitter_ms;            /* each fired job is delayed by a random 0..jitter_ms */
+    int64_t next_fire_ms;         /* the next tick, Unix ms; 0: none */
+    int64_t last_fire_ms;         /* the last tick that fired, or 0 */
+    char last_job_id[JOB_ID_MAX]; /* "" when none */
+    int64_t created_ms, updated_ms;
+    /* Runs, newest first: [{"tick":ms,"at":ms,"job":"<id>"|null,"outcome":
+     * "enqueued"|"triggered"|"skipped_overlap"|"missed"}]; JSON text. */
+    char *history;
+    int64_t version; /* bumped by every change to the definition */
+} schedule_t;
+
+void schedule_free(schedule_t *s);
+void schedules_free(schedule_t **list, size_t n);
+bool schedule_name_valid(const char *name);
+
+/* Creates or replaces the definition (cron, tz, job, queue, paused, misfire,
+ * overlap, jitter_ms, next_fire_ms as computed by the caller); keeps the run
+ * history and last fire. *created (may be NULL) says which. */
+int broker_schedule_put(broker_t *b, const schedule_t *s, bool *created);
+int broker_schedule_get(broker_t *b, const char *name, schedule_t **out);
+/* Every schedule, sorted by name. */
+int broker_schedules(broker_t *b, schedule_t ***list, size_t *n);
+int broker_schedule_delete(broker_t *b, const char *name);
+/* Pausing keeps next_fire_ms as it is; resuming sets it (the caller computes it). */
+int broker_schedule_pause(broker_t *b, const char *name, bool paused, int64_t next_fire_ms);
+
+typedef enum {
+    SCHEDULE_FIRED,           /* the job was enqueued */
+    SCHEDULE_SKIPPED_OVERLAP, /* overlap skip and the last job not finished: none enqueued */
+    SCHEDULE_MISSED,          /* misfire skip: the tick was recorded as missed */
+    SCHEDULE_LOST,            /* next_fire was no longer `tick` (fired elsewhere, changed,
+                                 paused or deleted): nothing done */
+} schedule_fire_t;
+
+/*
+ * The compare-and-set at the heart of the scheduler, one atomic step: if the
+ * schedule's next_fire_ms is still `tick_ms` (and it is not paused), enqueue
+ * `spec` (unless `missed`, or overlap skip finds the last job unfinished), set
+ * next_fire_ms = next_ms, and record the run. The job carries the schedule and
+ * tick (spec->schedule, spec->schedule_tick_ms are set by the broker). `job_id`
+ * gets the new job's id ("" when none). With tick_ms 0 this is "trigger now":
+ * enqueue at once, next_fire_ms untouched, no compare.
+ */
+int broker_schedule_fire(broker_t *b, const char *name, int64_t tick_ms, int64_t next_ms,
+                         bool missed, const job_spec_t *spec, schedule_fire_t *outcome,
+                         char job_id[JOB_ID_MAX]);
+/* A number that changes whenever any schedule is put, paused or deleted: a server
+ * reloads its schedules when it moves. */
+int broker_schedules_version(broker_t *b, int64_t *version);
 
 /* ---- Tokens ----
  * API tokens, stored hashed (SHA-256) in the broker; the secret is shown once. */

@@ -1,4 +1,4 @@
-/* A job from the API's JSON into a job_spec_t: see jobspec.h. */
+/* A job from JSON (the API, schedule templates) into a job_spec_t: see broker.h. */
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/jobspec.h"
+#include "broker/broker.h"
 
 /* ---- Finding a member's raw text ----
  * The body is valid JSON by the time these run (jansson parsed it), so they only
@@ -197,7 +197,7 @@ static bool backoff_field(json_t *obj, backoff_t *b, char *err, size_t errlen)
     return true;
 }
 
-static bool tags_field(json_t *obj, jobspec_t *js, char *err, size_t errlen)
+static bool tags_field(json_t *obj, job_spec_json_t *js, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, "tags");
     if (!v || json_is_null(v))
@@ -243,7 +243,7 @@ static bool check_known(json_t *obj, char *err, size_t errlen)
 }
 
 /* Fills js from one job object; raw/rawlen is the object's own text, for the payload. */
-static int from_object(json_t *obj, const char *raw, size_t rawlen, jobspec_t *js, char *err,
+static int from_object(json_t *obj, const char *raw, size_t rawlen, job_spec_json_t *js, char *err,
                        size_t errlen)
 {
     job_spec_t *s = &js->spec;
@@ -307,7 +307,7 @@ static json_t *load(const char *body, size_t len, char *err, size_t errlen)
     return doc;
 }
 
-int jobspec_parse(const char *body, size_t len, jobspec_t *out, char *err, size_t errlen)
+int job_spec_from_json(const char *body, size_t len, job_spec_json_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     json_t *doc = load(body, len, err, errlen);
@@ -317,8 +317,8 @@ int jobspec_parse(const char *body, size_t len, jobspec_t *out, char *err, size_
     return from_object(doc, body, len, out, err, errlen);
 }
 
-int jobspec_parse_batch(const char *body, size_t len, jobspec_t **specs, char ***errors, size_t *n,
-                        char *err, size_t errlen)
+int job_specs_from_json(const char *body, size_t len, job_spec_json_t **specs, char ***errors,
+                        size_t *n, char *err, size_t errlen)
 {
     *specs = NULL;
     *errors = NULL;
@@ -359,8 +359,8 @@ int jobspec_parse_batch(const char *body, size_t len, jobspec_t **specs, char **
     return 0;
 }
 
-void jobspec_set_idempotency(jobspec_t *js, const char *token, const char *key, const char *body,
-                             size_t len)
+void job_spec_set_idempotency(job_spec_json_t *js, const char *token, const char *key,
+                              const char *body, size_t len)
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
@@ -379,7 +379,7 @@ void jobspec_set_idempotency(jobspec_t *js, const char *token, const char *key, 
     js->spec.request_hash = js->request_hash;
 }
 
-void jobspec_cleanup(jobspec_t *js)
+void job_spec_json_cleanup(job_spec_json_t *js)
 {
     if (js->doc)
         json_decref((json_t *)js->doc);
