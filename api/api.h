@@ -1,186 +1,39 @@
 /*
- * api/api.h -- what the HTTP API's own files share: the server and its loops, a
- * request as the application sees it, and the route table. cli/ starts a server
- * through api/server.h; nothing outside api/ includes this file.
- *
- * A request's way through (all on its loop's thread except `run`):
- *   http.c on_headers -> route match (404, 405 + Allow), auth header present (401),
- *     token known from this loop's cache (403 at once)
- *   http.c on_request -> route->prepare parses and checks the input (400/422)
- *   -> exec: [verify token] [scope check] [rate limit] route->run(broker)   (thread)
- *   -> route->finish or the generic answer: JSON or problem+json.
- * Routes without broker work (healthz, openapi.json, events) answer in prepare.
+ * api/api.h -- `hopper server`: the HTTP intake API (and, as they land, the
+ * dashboard and the scheduler) on N libuv loops, one thread each, every loop
+ * with its own SO_REUSEPORT listening socket so the kernel spreads connections.
  */
-#ifndef HP_API_API_H
-#define HP_API_API_H
+#ifndef HP_API_H
+#define HP_API_H
 
-#include <pthread.h>
-#include <stdatomic.h>
-#include <uv.h>
+#include <stdbool.h>
+#include <stdint.h>
 
-#include "api/exec.h"
-#include "api/http.h"
-#include "api/server.h"
-#include "broker/broker.h"
 #include "common/common.h"
 
-typedef struct api_server_s api_server_t;
-typedef struct api_loop_s api_loop_t;
-typedef struct api_req_s api_req_t;
-typedef struct route_s route_t;
+typedef struct api_config_s {
+    char *listen; /* host:port, [v6]:port; default 127.0.0.1:8080 */
+    char *redis_url;
+    int threads;        /* event loops; default: cores */
+    int broker_threads; /* executor threads; default 4 */
+    int64_t max_body;   /* JSON request bodies; default 1 MiB + 64 KiB */
+    int64_t max_blob;   /* uploads; default 100 MiB */
+    int max_header_bytes;
+    int64_t header_timeout_ms, body_timeout_ms, keepalive_timeout_ms;
+    int max_connections;
+    char *cors_origins;           /* comma-separated allowed origins, or NULL: CORS off */
+    char *blob_dir;               /* default ./hopper-blobs */
+    int64_t maintain_interval_ms; /* broker upkeep; 0: off */
+    bool strict;
+} api_config_t;
 
-typedef enum {
-    ACCESS_PUBLIC, /* no token needed */
-    ACCESS_READ,   /* read or admin; submit too when the route's queue is allowed */
-    ACCESS_SUBMIT, /* submit or admin, on an allowed queue */
-    ACCESS_ADMIN,
-} access_t;
+void api_config_init(api_config_t *cfg);
+/* The options, for flags, HOPPER_* variables and the config file. */
+const hp_option_table_t *api_config_table(void);
+void api_config_cleanup(api_config_t *cfg);
 
-struct route_s {
-    const char *method;
-    const char *pattern; /* "/v1/jobs/{id}": {x} matches one path segment */
-    access_t access;
-    bool stream_body; /* the body goes to route->on_body, not to memory */
-    /* On the loop: check input; answer (and return false) or return true to go on. */
-    bool (*prepare)(api_req_t *ar);
-    /* On an executor thread: the broker work; sets ar->status and ar->body. */
-    void (*run)(api_req_t *ar, broker_t *b);
-    /* On the loop, after run: answer (NULL: the generic JSON answer). */
-    void (*finish)(api_req_t *ar);
-    int (*on_body)(http_req_t *req, const char *data, size_t len);
-    /* Optional, on an executor thread: run for many requests of this route at once
-     * (each as run would), so they share one round trip. */
-    void (*batch)(api_req_t **reqs, size_t n, broker_t *b);
-};
-
-#define API_MAX_PARAMS 2
-#define API_PARAM_MAX  (JOB_ID_MAX + 16)
-
-struct api_req_s {
-    exec_task_t task; /* first: the executor hands it back */
-    http_req_t *http;
-    api_loop_t *loop;
-    const route_t *route;
-    char params[API_MAX_PARAMS][API_PARAM_MAX]; /* path parameters, decoded */
-    /* auth */
-    char bearer[TOKEN_MAX];
-    bool has_bearer, verify_bearer, authorized;
-    token_info_t token;
-    char queue[JOB_QUEUE_NAME_MAX + 1]; /* the queue the request is about, or "" */
-    /* the answer, made on the executor */
-    int status;
-    char *body; /* hp_malloc'd */
-    size_t body_len;
-    char headers[256];
-    /* route-specific state */
-    job_spec_t spec;
-    enqueue_result_t result;
-    void *state;
-    void (*state_free)(void *state);
-    /* Set with http->app: the client went away or the body broke a limit
-     * (see http.h on_abandon); it must answer, which frees. NULL: a problem
-     * answer with the layer's status. */
-    void (*abandon)(api_req_t *ar);
-};
-
-/* ---- Per loop ---- */
-
-typedef struct token_cache_entry_s {
-    char token[TOKEN_MAX];
-    token_info_t info;
-    int64_t until_ms;
-} token_cache_entry_t;
-#define TOKEN_CACHE_SIZE 64
-#define TOKEN_CACHE_MS   5000 /* a revoked token may still pass for this long */
-
-typedef struct sse_client_s sse_client_t;
-typedef struct job_waiter_s job_waiter_t;
-
-struct api_loop_s {
-    api_server_t *server;
-    uv_loop_t loop;
-    uv_thread_t thread;
-    http_server_t *http;
-    exec_home_t *home;
-    uv_async_t wake; /* stop, and events from the subscriber */
-    token_cache_entry_t tokens[TOKEN_CACHE_SIZE];
-    sse_client_t *sse;
-    job_waiter_t *waiters;
-    int index;
-    int listen_fd;
-    int64_t drain_until; /* stopping: the monotonic ms when open connections are cut */
-    /* events handed over by the subscriber thread */
-    pthread_mutex_t events_lock;
-    char **events;
-    size_t nevents, events_cap;
-};
-
-/* ---- The server process ---- */
-
-struct api_server_s {
-    api_config_t cfg;
-    exec_t *exec;
-    api_loop_t *loops;
-    int nloops;
-    int active_conns;
-    _Atomic bool auth_required;
-    char admin_token_hash[65]; /* SHA-256 hex of HOPPER_ADMIN_TOKEN, or "" */
-    char common_headers[1024];
-    _Atomic bool stopping;
-    /* event subscriber */
-    uv_thread_t events_thread;
-    _Atomic int listeners; /* SSE clients and long polls, across loops */
-    pthread_mutex_t listeners_lock;
-    pthread_cond_t listeners_cond;
-    struct blobstore_s *blobs;
-};
-
-/* ---- routes.c ---- */
-extern const route_t api_routes[];
-extern const size_t api_nroutes;
-/* Finds the route; *allowed gets the methods the path does allow (for 405). */
-const route_t *api_route_match(const char *method, const char *path, api_req_t *ar, char *allowed,
-                               size_t allowed_len);
-
-/* ---- app.c: answering ---- */
-void api_json(api_req_t *ar, int status, const char *json, size_t len);
-void api_problem(api_req_t *ar, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* On the executor: set the answer to a problem / to a JSON body (taken). */
-void api_set_problem(api_req_t *ar, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void api_set_json(api_req_t *ar, int status, char *json, size_t len);
-/* An HP_E* code from the broker as an HTTP status and problem. */
-void api_set_broker_error(api_req_t *ar, broker_t *b, int err);
-int api_status_for(int err);
-/* Whether the request's token may use `queue` (every queue when auth is off). */
-bool api_queue_allowed(const api_req_t *ar, const char *queue);
-/* Sends the request to the executor (run, then finish or the generic answer). */
-void api_submit(api_req_t *ar);
-/* A query parameter, decoded into out; false when absent. */
-bool api_query(const api_req_t *ar, const char *name, char *out, size_t len);
-void api_req_free(api_req_t *ar);
-bool api_decode(const char *src, size_t n, char *out, size_t len, bool plus_is_space);
-http_app_t api_http_app(api_loop_t *l);
-
-/* ---- events.c ---- */
-void api_events_start(api_server_t *s);
-void api_events_stop(api_server_t *s);
-void api_events_deliver(api_loop_t *l); /* on the loop: hand out what arrived */
-void api_events_close_loop(api_loop_t *l);
-bool api_events_prepare(api_req_t *ar);
-void api_events_finish(api_req_t *ar);
-
-/* ---- blobs.c ---- */
-bool api_blob_prepare(api_req_t *ar);
-int api_blob_on_body(http_req_t *req, const char *data, size_t len);
-void api_blob_run_upload(api_req_t *ar, broker_t *b);
-void api_blob_finish_upload(api_req_t *ar);
-bool api_blob_prepare_get(api_req_t *ar);
-void api_blob_finish_get(api_req_t *ar);
-/* Parks a GET /v1/jobs/{id}?wait= until the job changes or the wait ends. */
-void api_wait_for_job(api_req_t *ar, int64_t wait_ms);
-/* routes.c: how long the next look at a waited-for job may wait again. */
-void api_wait_again(api_req_t *ar, int64_t wait_ms);
+/* Runs until SIGINT/SIGTERM; 0 after a clean stop, else an HP_E* code with a
+ * message already logged (bad listen address, port taken, refused to start). */
+int api_server_run(const api_config_t *cfg);
 
 #endif

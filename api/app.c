@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/internal.h"
 #include "api/metrics_http.h"
 
 /* ---- Answering ---- */

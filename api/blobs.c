@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/api.h"
+#include "api/internal.h"
 #include "api/blobstore.h"
 #include "api/multipart.h"
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "api/internal.h"
 
 #define SSE_MAX_QUEUED   (1 << 20) /* a client this far behind is dropped */
 #define SSE_KEEPALIVE_MS 15000

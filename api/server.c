@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api/api.h"
+#include "api/internal.h"
 #include "api/blobstore.h"
 #include "api/metrics_http.h"
 

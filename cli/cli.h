@@ -8,8 +8,8 @@
 
 #include <getopt.h>
 
+#include "common/common.h"
 #include "broker/broker.h"
-#include "common/config.h"
 
 /* Exit statuses, stable for scripts (see README). */
 #define CLI_EXIT_MAP(XX)                                                                           \

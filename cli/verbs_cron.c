@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "scheduler/cron.h"
+#include "scheduler/scheduler.h"
 
 #define COUNT_DEFAULT 5
 #define COUNT_MAX     1000
@@ -66,11 +66,11 @@ static void print_time(int64_t unix_s)
            tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static int run_next(const cli_verb_t *verb, const cron_args_t *args, const cron_expr_t *e)
+static int run_next(const cli_verb_t *verb, const cron_args_t *args, const sched_cron_expr_t *e)
 {
     char *msg = NULL;
-    cron_zone_t zone;
-    if (cron_zone_init(&zone, args->tz, &msg)) {
+    sched_cron_zone_t zone;
+    if (sched_cron_zone_init(&zone, args->tz, &msg)) {
         int rc = cli_fail(HP_EINVAL, "%s", msg);
         hp_free(msg);
         return rc;
@@ -84,7 +84,7 @@ static int run_next(const cli_verb_t *verb, const cron_args_t *args, const cron_
     /* Fire times are whole seconds: "after 12:00:00.5" is "after 12:00:00". */
     int64_t t = from_ms / 1000 - (from_ms % 1000 < 0);
     for (long i = 0; i < args->count; i++) {
-        int err = cron_next(e, &zone, t, &t);
+        int err = sched_cron_next(e, &zone, t, &t);
         if (err) {
             fflush(stdout);
             fprintf(stderr, "hopper: cron: no further fire time (%s)\n",
@@ -103,17 +103,17 @@ int cli_cron(const cli_verb_t *verb, int argc, char **argv)
     int rc = parse_args(verb, argc, argv, &args);
     if (rc)
         return rc;
-    cron_expr_t e;
+    sched_cron_expr_t e;
     char *msg = NULL;
-    if (cron_parse(args.expr, &e, &msg)) {
+    if (sched_cron_parse(args.expr, &e, &msg)) {
         rc = cli_fail(HP_EINVAL, "%s", msg);
         hp_free(msg);
         return rc;
     }
     if (strcmp(args.sub, "next") == 0)
         return run_next(verb, &args, &e);
-    char text[CRON_EXPLAIN_MAX];
-    cron_explain(&e, text, sizeof(text));
+    char text[SCHED_CRON_EXPLAIN_MAX];
+    sched_cron_explain(&e, text, sizeof(text));
     printf("%s\n", text);
     return CLI_EXIT_OK;
 }

@@ -6,7 +6,7 @@
  */
 #include <stdio.h>
 
-#include "api/server.h"
+#include "api/api.h"
 #include "cli/cli.h"
 
 int cli_server(const cli_verb_t *verb, int argc, char **argv)

@@ -1,5 +1,5 @@
 /*
- * The option engine (common/config.h): turns text from a JSON file, the environment
+ * The option engine (declared in common/common.h): turns text from a JSON file, the environment
  * or a flag into a config struct's fields through a table of options. It knows
  * nothing of any one program's options; the worker's table lives in worker/config.c
  * and the HTTP server's in its own module. Checks that span several options (say,
@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "common/config.h"
+#include "common/common.h"
 
 /* ---- Setting one option ---- */
 

@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "scheduler/cron.h"
+#include "scheduler/scheduler.h"
 
 /* Searches give up after this many years: long enough for the rarest expression
  * that can fire (February 29th on a given weekday, which can take 40 years across
@@ -229,9 +229,9 @@ static const int max_month_days[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31
 /* Whether some allowed month has some allowed day of month. Weekdays need no check:
  * over the 400-year Gregorian cycle every date, February 29th included, falls on
  * every weekday, and in the OR rule any weekday alone is enough. */
-static bool can_fire(const cron_expr_t *e)
+static bool can_fire(const sched_cron_expr_t *e)
 {
-    if (!(e->flags & (CRON_DOM_STAR | CRON_DOW_STAR)))
+    if (!(e->flags & (SCHED_CRON_DOM_STAR | SCHED_CRON_DOW_STAR)))
         return true;
     for (int m = 1; m <= 12; m++) {
         if (!bit(e->months, m))
@@ -265,7 +265,7 @@ static int split_fields(const char *text, const char *starts[7], size_t lens[7])
     return count;
 }
 
-static int parse_macro(const char *text, cron_expr_t *out, char **errmsg)
+static int parse_macro(const char *text, sched_cron_expr_t *out, char **errmsg)
 {
     const char *s = text;
     while (isspace((unsigned char)*s))
@@ -276,14 +276,14 @@ static int parse_macro(const char *text, cron_expr_t *out, char **errmsg)
             return whole_fail(errmsg, "a macro such as %.*s takes no fields after it", (int)n, s);
     for (size_t i = 0; i < sizeof(macros) / sizeof(macros[0]); i++)
         if (strlen(macros[i].name) == n && strncasecmp(s, macros[i].name, n) == 0)
-            return cron_parse(macros[i].expr, out, errmsg);
+            return sched_cron_parse(macros[i].expr, out, errmsg);
     return whole_fail(errmsg,
                       "unknown macro \"%.*s\" (known: @yearly @annually @monthly @weekly "
                       "@daily @midnight @hourly)",
                       (int)n, s);
 }
 
-int cron_parse(const char *text, cron_expr_t *out, char **errmsg)
+int sched_cron_parse(const char *text, sched_cron_expr_t *out, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -319,9 +319,9 @@ int cron_parse(const char *text, cron_expr_t *out, char **errmsg)
     out->days = (uint32_t)bits[F_DOM];
     out->months = (uint16_t)bits[F_MON];
     out->weekdays = (uint8_t)bits[F_DOW];
-    out->flags = (uint8_t)((count == 6 ? CRON_HAS_SECONDS : 0) |
-                           (starts[F_DOM - skip][0] == '*' ? CRON_DOM_STAR : 0) |
-                           (starts[F_DOW - skip][0] == '*' ? CRON_DOW_STAR : 0));
+    out->flags = (uint8_t)((count == 6 ? SCHED_CRON_HAS_SECONDS : 0) |
+                           (starts[F_DOM - skip][0] == '*' ? SCHED_CRON_DOM_STAR : 0) |
+                           (starts[F_DOW - skip][0] == '*' ? SCHED_CRON_DOW_STAR : 0));
     if (!can_fire(out)) {
         int len = (int)(starts[count - 1] + lens[count - 1] - first); /* without trailing blanks */
         return whole_fail(errmsg, "\"%.*s\" can never fire: no allowed month has that day of month",
@@ -388,12 +388,12 @@ static int month_days(int64_t y, int m)
     return m == 2 && !leap_year(y) ? 28 : max_month_days[m];
 }
 
-static bool day_matches(const cron_expr_t *e, int64_t y, int m, int d)
+static bool day_matches(const sched_cron_expr_t *e, int64_t y, int m, int d)
 {
     int64_t days = days_from_civil(y, m, d);
     int wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
     bool dom = bit(e->days, d), dow = bit(e->weekdays, wday);
-    if (e->flags & (CRON_DOM_STAR | CRON_DOW_STAR))
+    if (e->flags & (SCHED_CRON_DOM_STAR | SCHED_CRON_DOW_STAR))
         return dom && dow;
     return dom || dow;
 }
@@ -440,7 +440,7 @@ static void carry(civil_t *c, int unit)
 }
 
 /* The first day >= c->day in c's month that matches, or -1. */
-static int next_day(const cron_expr_t *e, const civil_t *c)
+static int next_day(const sched_cron_expr_t *e, const civil_t *c)
 {
     int last = month_days(c->year, c->mon);
     for (int d = c->day; d <= last; d++)
@@ -455,7 +455,7 @@ static int next_day(const cron_expr_t *e, const civil_t *c)
  * field has none left the next larger unit is advanced and the smaller ones reset.
  * Returns 0, or HP_ENOTFOUND past SEARCH_YEARS or year 9999.
  */
-static int next_civil(const cron_expr_t *e, civil_t *c)
+static int next_civil(const sched_cron_expr_t *e, civil_t *c)
 {
     int64_t year_limit = c->year + SEARCH_YEARS;
     for (;;) {
@@ -508,7 +508,7 @@ static int next_civil(const cron_expr_t *e, civil_t *c)
 }
 
 /* next_civil on seconds-as-if-UTC. */
-static int next_wall(const cron_expr_t *e, int64_t from, int64_t *out)
+static int next_wall(const sched_cron_expr_t *e, int64_t from, int64_t *out)
 {
     if (from < MIN_UNIX)
         from = MIN_UNIX;
@@ -529,7 +529,7 @@ static pthread_mutex_t tz_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool zone_name_ok(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n >= CRON_ZONE_NAME_MAX || name[0] == '/' || name[n - 1] == '/' ||
+    if (n == 0 || n >= SCHED_CRON_ZONE_NAME_MAX || name[0] == '/' || name[n - 1] == '/' ||
         strstr(name, "//") || strstr(name, ".."))
         return false;
     for (const char *s = name; *s; s++)
@@ -553,7 +553,7 @@ static bool is_tzif(const char *path)
     return got == 4 && memcmp(magic, "TZif", 4) == 0;
 }
 
-int cron_zone_init(cron_zone_t *zone, const char *name, char **errmsg)
+int sched_cron_zone_init(sched_cron_zone_t *zone, const char *name, char **errmsg)
 {
     if (errmsg)
         *errmsg = NULL;
@@ -565,11 +565,11 @@ int cron_zone_init(cron_zone_t *zone, const char *name, char **errmsg)
     }
     if (!zone_name_ok(name))
         return whole_fail(errmsg, "\"%s\" is not a time zone name like Europe/Berlin", name);
-    char path[sizeof(CRON_ZONEINFO_DIR) + CRON_ZONE_NAME_MAX + 1];
-    snprintf(path, sizeof(path), "%s/%s", CRON_ZONEINFO_DIR, name);
+    char path[sizeof(SCHED_CRON_ZONEINFO_DIR) + SCHED_CRON_ZONE_NAME_MAX + 1];
+    snprintf(path, sizeof(path), "%s/%s", SCHED_CRON_ZONEINFO_DIR, name);
     if (!is_tzif(path))
         return whole_fail(errmsg, "unknown time zone \"%s\" (no such zone in %s)", name,
-                          CRON_ZONEINFO_DIR);
+                          SCHED_CRON_ZONEINFO_DIR);
     snprintf(zone->name, sizeof(zone->name), "%s", name);
     return 0;
 }
@@ -579,14 +579,14 @@ typedef struct tz_switch_s {
     char *saved; /* the previous TZ, hp_strdup'd, or NULL when it was unset */
 } tz_switch_t;
 
-static void tz_enter(tz_switch_t *sw, const cron_zone_t *zone)
+static void tz_enter(tz_switch_t *sw, const sched_cron_zone_t *zone)
 {
     pthread_mutex_lock(&tz_lock);
     const char *old = getenv("TZ");
     sw->saved = old ? hp_strdup(old) : NULL;
     /* ":" plus an absolute path makes glibc load exactly the file we checked. */
-    char value[sizeof(CRON_ZONEINFO_DIR) + CRON_ZONE_NAME_MAX + 2];
-    snprintf(value, sizeof(value), ":%s/%s", CRON_ZONEINFO_DIR, zone->name);
+    char value[sizeof(SCHED_CRON_ZONEINFO_DIR) + SCHED_CRON_ZONE_NAME_MAX + 2];
+    snprintf(value, sizeof(value), ":%s/%s", SCHED_CRON_ZONEINFO_DIR, zone->name);
     setenv("TZ", value, 1);
     tzset();
 }
@@ -650,7 +650,7 @@ static int64_t first_instant(int64_t wall)
 /* Fixed-time expressions in a zone: walk matching wall times in order. The map from
  * wall time to fire instant is non-decreasing, so the first one past `after` wins;
  * each miss jumps to the wall time of after+1 as seen at the missed instant. */
-static int next_fixed(const cron_expr_t *e, int64_t after, int64_t *out)
+static int next_fixed(const sched_cron_expr_t *e, int64_t after, int64_t *out)
 {
     int64_t from = after + offset_at(after) + 1;
     for (int i = 0; i < 64; i++) {
@@ -670,7 +670,7 @@ static int next_fixed(const cron_expr_t *e, int64_t after, int64_t *out)
 }
 
 /* The first instant in [s, x) whose wall time, read with offset `off`, matches. */
-static int segment_next(const cron_expr_t *e, int64_t s, int64_t x, int64_t off, int64_t *out)
+static int segment_next(const sched_cron_expr_t *e, int64_t s, int64_t x, int64_t off, int64_t *out)
 {
     int64_t wall;
     int err = next_wall(e, s + off, &wall);
@@ -688,7 +688,7 @@ static int segment_next(const cron_expr_t *e, int64_t s, int64_t x, int64_t off,
  * a day at its offset change (found by bisection), and jump over stretches where
  * no wall time can match. Assumes at most one offset change per day.
  */
-static int next_interval(const cron_expr_t *e, int64_t after, int64_t *out)
+static int next_interval(const sched_cron_expr_t *e, int64_t after, int64_t *out)
 {
     int64_t a = after + 1, limit = after + (int64_t)SEARCH_YEARS * 366 * DAY;
     while (a <= limit && a <= MAX_UNIX) {
@@ -712,7 +712,7 @@ static int next_interval(const cron_expr_t *e, int64_t after, int64_t *out)
 
 /* ---- Next fire ---- */
 
-int cron_next(const cron_expr_t *e, const cron_zone_t *zone, int64_t after_unix_s,
+int sched_cron_next(const sched_cron_expr_t *e, const sched_cron_zone_t *zone, int64_t after_unix_s,
               int64_t *next_unix_s)
 {
     if (after_unix_s < MIN_UNIX || after_unix_s > MAX_UNIX)
@@ -854,7 +854,7 @@ static void put_unit(out_t *o, uint64_t bits, int lo, int hi, const char *unit, 
 }
 
 /* "at 09:00 and 17:30" when there are few enough times to list; false otherwise. */
-static bool put_clock_times(out_t *o, const cron_expr_t *e)
+static bool put_clock_times(out_t *o, const sched_cron_expr_t *e)
 {
     int ns = count_bits(e->seconds), nm = count_bits(e->minutes), nh = count_bits(e->hours);
     if (ns != 1 || nm * nh > 6)
@@ -875,7 +875,7 @@ static bool put_clock_times(out_t *o, const cron_expr_t *e)
 }
 
 /* The time of day: "every 5 minutes", "at 00:00", "at minute 30 past hours 9-17". */
-static void put_time(out_t *o, const cron_expr_t *e)
+static void put_time(out_t *o, const sched_cron_expr_t *e)
 {
     int step;
     if (put_clock_times(o, e))
@@ -908,10 +908,10 @@ static void put_time(out_t *o, const cron_expr_t *e)
 /* The days: "on Monday through Friday", "on day 1 of the month", "on January 1".
  * Writes nothing and returns false for every day. Sets *named_month when the
  * month was part of the words. */
-static bool put_days(out_t *o, const cron_expr_t *e, bool *named_month)
+static bool put_days(out_t *o, const sched_cron_expr_t *e, bool *named_month)
 {
     bool dom_full = e->days == full_set(1, 31), dow_full = e->weekdays == 0x7F;
-    bool and_rule = e->flags & (CRON_DOM_STAR | CRON_DOW_STAR);
+    bool and_rule = e->flags & (SCHED_CRON_DOM_STAR | SCHED_CRON_DOW_STAR);
     *named_month = false;
     if ((and_rule && dom_full && dow_full) || (!and_rule && (dom_full || dow_full)))
         return false;
@@ -933,7 +933,7 @@ static bool put_days(out_t *o, const cron_expr_t *e, bool *named_month)
     return true;
 }
 
-int cron_explain(const cron_expr_t *e, char *buf, size_t len)
+int sched_cron_explain(const sched_cron_expr_t *e, char *buf, size_t len)
 {
     if (!buf || len == 0)
         return HP_ETOOBIG;

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
 #include "broker/broker.h"
-#include "common/config.h"
 
 typedef struct worker_queue_s {
     char name[JOB_QUEUE_NAME_MAX + 1];

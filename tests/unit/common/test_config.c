@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
+#include "common/common.h"
 
 typedef struct demo_s {
     char *name;

@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "scheduler/cron.h"
+#include "scheduler/scheduler.h"
 
 /* ---- Helpers ---- */
 
@@ -41,21 +41,21 @@ static void format_time(int64_t t, char out[80])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static cron_expr_t parse_ok(const char *text)
+static sched_cron_expr_t parse_ok(const char *text)
 {
-    cron_expr_t e;
+    sched_cron_expr_t e;
     char *msg = NULL;
-    if (cron_parse(text, &e, &msg))
-        fail_msg("cron_parse(\"%s\") failed: %s", text, msg);
+    if (sched_cron_parse(text, &e, &msg))
+        fail_msg("sched_cron_parse(\"%s\") failed: %s", text, msg);
     return e;
 }
 
-static cron_zone_t zone_ok(const char *name)
+static sched_cron_zone_t zone_ok(const char *name)
 {
-    cron_zone_t z;
+    sched_cron_zone_t z;
     char *msg = NULL;
-    if (cron_zone_init(&z, name, &msg))
-        fail_msg("cron_zone_init(\"%s\") failed: %s", name, msg);
+    if (sched_cron_zone_init(&z, name, &msg))
+        fail_msg("sched_cron_zone_init(\"%s\") failed: %s", name, msg);
     return z;
 }
 
@@ -67,22 +67,22 @@ static cron_zone_t zone_ok(const char *name)
 static void set_tz(const char *zone)
 {
     char value[128];
-    snprintf(value, sizeof(value), ":%s/%s", CRON_ZONEINFO_DIR, zone ? zone : "UTC");
+    snprintf(value, sizeof(value), ":%s/%s", SCHED_CRON_ZONEINFO_DIR, zone ? zone : "UTC");
     setenv("TZ", value, 1);
     tzset();
 }
 
-static bool ref_day(const cron_expr_t *e, const struct tm *tm)
+static bool ref_day(const sched_cron_expr_t *e, const struct tm *tm)
 {
     if (!((e->months >> (tm->tm_mon + 1)) & 1))
         return false;
     bool dom = (e->days >> tm->tm_mday) & 1, dow = (e->weekdays >> tm->tm_wday) & 1;
-    if (e->flags & (CRON_DOM_STAR | CRON_DOW_STAR))
+    if (e->flags & (SCHED_CRON_DOM_STAR | SCHED_CRON_DOW_STAR))
         return dom && dow;
     return dom || dow;
 }
 
-static bool ref_match(const cron_expr_t *e, const struct tm *tm)
+static bool ref_match(const sched_cron_expr_t *e, const struct tm *tm)
 {
     return ref_day(e, tm) && ((e->hours >> tm->tm_hour) & 1) && ((e->minutes >> tm->tm_min) & 1) &&
            ((e->seconds >> tm->tm_sec) & 1);
@@ -100,7 +100,7 @@ static int64_t wall_of(const char *zone, int64_t t, struct tm *tm)
 }
 
 /* Whether some civil time in (from, to), stepping by `step`, matches. */
-static bool ref_gap_matches(const cron_expr_t *e, int64_t from, int64_t to, int64_t step)
+static bool ref_gap_matches(const sched_cron_expr_t *e, int64_t from, int64_t to, int64_t step)
 {
     for (int64_t c = from + step; c < to; c += step) {
         time_t tt = (time_t)c;
@@ -125,7 +125,7 @@ static bool ref_repeated(const char *zone, int64_t t, int64_t wall)
 }
 
 /* The first fire after `after` by the documented rules, or -1 within `years`. */
-static int64_t ref_next(const cron_expr_t *e, const char *zone, int64_t after, int years)
+static int64_t ref_next(const sched_cron_expr_t *e, const char *zone, int64_t after, int years)
 {
     set_tz(zone);
     bool seconds = e->seconds != 1, interval = e->hours == 0xFFFFFF;
@@ -190,12 +190,12 @@ static void next_table(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(next_cases) / sizeof(next_cases[0]); i++) {
         const next_case_t *c = &next_cases[i];
-        cron_expr_t e = parse_ok(c->expr);
-        cron_zone_t z = zone_ok(c->zone);
+        sched_cron_expr_t e = parse_ok(c->expr);
+        sched_cron_zone_t z = zone_ok(c->zone);
         int64_t t = unix_of(c->from);
         for (int k = 0; k < 5; k++) {
             char got[80];
-            assert_int_equal(cron_next(&e, &z, t, &t), 0);
+            assert_int_equal(sched_cron_next(&e, &z, t, &t), 0);
             format_time(t, got);
             if (strcmp(got, c->next[k]) != 0)
                 fail_msg("\"%s\" in %s from %s: fire %d is %s, expected %s", c->expr, c->zone,
@@ -218,9 +218,9 @@ static int generate(void)
             continue;
         *zone++ = '\0';
         *from++ = '\0';
-        cron_expr_t e;
+        sched_cron_expr_t e;
         char *msg = NULL;
-        if (cron_parse(line, &e, &msg)) {
+        if (sched_cron_parse(line, &e, &msg)) {
             fprintf(stderr, "%s: %s\n", line, msg);
             hp_free(msg);
             continue;
@@ -319,9 +319,9 @@ static void bad_table(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
         const bad_case_t *c = &bad_cases[i];
-        cron_expr_t e;
+        sched_cron_expr_t e;
         char *msg = NULL;
-        int err = cron_parse(c->expr, &e, &msg);
+        int err = sched_cron_parse(c->expr, &e, &msg);
         if (err != HP_EINVAL || !msg)
             fail_msg("\"%s\" was accepted", c->expr);
         if (strncmp(msg, "cron: ", 6) != 0 || strchr(msg, '\n'))
@@ -331,9 +331,9 @@ static void bad_table(void **state)
                 fail_msg("\"%s\": message \"%s\" lacks \"%s\"", c->expr, msg, c->words[k]);
         hp_free(msg);
     }
-    cron_expr_t e;
-    assert_int_equal(cron_parse("0 0 32 * *", &e, NULL), HP_EINVAL); /* errmsg is optional */
-    assert_int_equal(cron_parse(NULL, &e, NULL), HP_EINVAL);
+    sched_cron_expr_t e;
+    assert_int_equal(sched_cron_parse("0 0 32 * *", &e, NULL), HP_EINVAL); /* errmsg is optional */
+    assert_int_equal(sched_cron_parse(NULL, &e, NULL), HP_EINVAL);
 }
 
 /* Possible-but-rare and spelling variants that must be accepted. */
@@ -345,7 +345,7 @@ static void accepted(void **state)
                         "0 0 29 2 */7",  "*/60 * * * *",  "0 0 31 */3 *", "0 0 1-31/31 * *"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         parse_ok(ok[i]);
-    cron_expr_t a = parse_ok("0 0 * * 7"), b = parse_ok("0 0 * * SUN");
+    sched_cron_expr_t a = parse_ok("0 0 * * 7"), b = parse_ok("0 0 * * SUN");
     assert_memory_equal(&a, &b, sizeof(a));
     a = parse_ok("@weekly");
     b = parse_ok("0 0 * * 0");
@@ -353,7 +353,7 @@ static void accepted(void **state)
     a = parse_ok("3/20 * * * *");
     assert_true(a.minutes == ((1ULL << 3) | (1ULL << 23) | (1ULL << 43)));
     a = parse_ok("0 0 0 * * *");
-    assert_true(a.flags & CRON_HAS_SECONDS);
+    assert_true(a.flags & SCHED_CRON_HAS_SECONDS);
 }
 
 /* ---- Explanations ---- */
@@ -390,18 +390,18 @@ static void explain_table(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(explain_cases) / sizeof(explain_cases[0]); i++) {
-        cron_expr_t e = parse_ok(explain_cases[i].expr);
-        char buf[CRON_EXPLAIN_MAX];
-        assert_int_equal(cron_explain(&e, buf, sizeof(buf)), 0);
+        sched_cron_expr_t e = parse_ok(explain_cases[i].expr);
+        char buf[SCHED_CRON_EXPLAIN_MAX];
+        assert_int_equal(sched_cron_explain(&e, buf, sizeof(buf)), 0);
         if (strcmp(buf, explain_cases[i].words) != 0)
             fail_msg("\"%s\" explained as \"%s\", expected \"%s\"", explain_cases[i].expr, buf,
                      explain_cases[i].words);
     }
     /* The longest text there is still fits, and a short buffer is cut, not overrun. */
-    cron_expr_t e = parse_ok("0-58/2 0-58/2 0-22/2 1-29/2 1-11/2 1,3,5");
-    char buf[CRON_EXPLAIN_MAX], small[16];
-    assert_int_equal(cron_explain(&e, buf, sizeof(buf)), 0);
-    assert_int_equal(cron_explain(&e, small, sizeof(small)), HP_ETOOBIG);
+    sched_cron_expr_t e = parse_ok("0-58/2 0-58/2 0-22/2 1-29/2 1-11/2 1,3,5");
+    char buf[SCHED_CRON_EXPLAIN_MAX], small[16];
+    assert_int_equal(sched_cron_explain(&e, buf, sizeof(buf)), 0);
+    assert_int_equal(sched_cron_explain(&e, small, sizeof(small)), HP_ETOOBIG);
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
@@ -410,13 +410,13 @@ static void explain_table(void **state)
 static void zones(void **state)
 {
     (void)state;
-    cron_zone_t z;
+    sched_cron_zone_t z;
     char *msg = NULL;
-    assert_int_equal(cron_zone_init(&z, NULL, &msg), 0);
+    assert_int_equal(sched_cron_zone_init(&z, NULL, &msg), 0);
     assert_true(z.utc);
-    assert_int_equal(cron_zone_init(&z, "UTC", &msg), 0);
+    assert_int_equal(sched_cron_zone_init(&z, "UTC", &msg), 0);
     assert_true(z.utc);
-    assert_int_equal(cron_zone_init(&z, "Europe/Berlin", &msg), 0);
+    assert_int_equal(sched_cron_zone_init(&z, "Europe/Berlin", &msg), 0);
     assert_false(z.utc);
     assert_string_equal(z.name, "Europe/Berlin");
     const char *bad[] = {"Mars/Olympus_Mons", "Europe/berlin", "../../etc/passwd",
@@ -424,20 +424,20 @@ static void zones(void **state)
                          "Europe//Berlin",    "a b",           "Europe/Berlin/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         msg = NULL;
-        assert_int_equal(cron_zone_init(&z, bad[i], &msg), HP_EINVAL);
+        assert_int_equal(sched_cron_zone_init(&z, bad[i], &msg), HP_EINVAL);
         assert_non_null(msg);
         assert_true(contains(msg, "time zone"));
         hp_free(msg);
     }
-    /* cron_next puts TZ back the way it found it. */
+    /* sched_cron_next puts TZ back the way it found it. */
     setenv("TZ", "America/Chicago", 1);
-    cron_expr_t e = parse_ok("0 0 * * *");
-    cron_zone_t berlin = zone_ok("Europe/Berlin");
+    sched_cron_expr_t e = parse_ok("0 0 * * *");
+    sched_cron_zone_t berlin = zone_ok("Europe/Berlin");
     int64_t t;
-    assert_int_equal(cron_next(&e, &berlin, 0, &t), 0);
+    assert_int_equal(sched_cron_next(&e, &berlin, 0, &t), 0);
     assert_string_equal(getenv("TZ"), "America/Chicago");
     unsetenv("TZ");
-    assert_int_equal(cron_next(&e, &berlin, 0, &t), 0);
+    assert_int_equal(sched_cron_next(&e, &berlin, 0, &t), 0);
     assert_null(getenv("TZ"));
 }
 
@@ -445,12 +445,12 @@ static void zones(void **state)
 static void limits(void **state)
 {
     (void)state;
-    cron_expr_t e = parse_ok("@yearly");
+    sched_cron_expr_t e = parse_ok("@yearly");
     int64_t t;
-    assert_int_equal(cron_next(&e, NULL, unix_of("9999-06-01T00:00:00Z"), &t), HP_ENOTFOUND);
-    assert_int_equal(cron_next(&e, NULL, INT64_MAX, &t), HP_EINVAL);
-    assert_int_equal(cron_next(&e, NULL, INT64_MIN, &t), HP_EINVAL);
-    assert_int_equal(cron_next(&e, NULL, -1, &t), 0);
+    assert_int_equal(sched_cron_next(&e, NULL, unix_of("9999-06-01T00:00:00Z"), &t), HP_ENOTFOUND);
+    assert_int_equal(sched_cron_next(&e, NULL, INT64_MAX, &t), HP_EINVAL);
+    assert_int_equal(sched_cron_next(&e, NULL, INT64_MIN, &t), HP_EINVAL);
+    assert_int_equal(sched_cron_next(&e, NULL, -1, &t), 0);
     assert_int_equal(t, 0); /* 1970-01-01 is strictly after 1969-12-31T23:59:59 */
 }
 
@@ -459,16 +459,16 @@ static void fast(void **state)
 {
     (void)state;
     const char *exprs[] = {"0 0 29 2 */7", "59 59 23 31 12 *", "* * * * *", "0 0 29 2 1"};
-    cron_zone_t berlin = zone_ok("Europe/Berlin");
+    sched_cron_zone_t berlin = zone_ok("Europe/Berlin");
     int64_t start = hp_mono_us();
     for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
-        cron_expr_t e = parse_ok(exprs[i]);
+        sched_cron_expr_t e = parse_ok(exprs[i]);
         int64_t t = unix_of("2026-01-07T00:00:00Z");
         for (int k = 0; k < 200; k++) /* 200 times Feb 29th on a Sunday stays before 9999 */
-            assert_int_equal(cron_next(&e, NULL, t, &t), 0);
+            assert_int_equal(sched_cron_next(&e, NULL, t, &t), 0);
         t = unix_of("2026-01-07T00:00:00Z");
         for (int k = 0; k < 50; k++)
-            assert_int_equal(cron_next(&e, &berlin, t, &t), 0);
+            assert_int_equal(sched_cron_next(&e, &berlin, t, &t), 0);
     }
     int64_t us = hp_mono_us() - start;
     print_message("800 UTC and 200 Berlin searches took %lld us\n", (long long)us);
@@ -547,25 +547,25 @@ static void random_expr(char *out, size_t cap, bool seconds)
         snprintf(out, cap, "%s %s %s %s %s", f[1], f[2], f[3], f[4], f[5]);
 }
 
-/* Compares cron_next with the reference for `n` random expressions. */
+/* Compares sched_cron_next with the reference for `n` random expressions. */
 static void differential(const char *zone, int n, int fires, int64_t from_lo, int64_t span)
 {
-    cron_zone_t z = zone_ok(zone);
+    sched_cron_zone_t z = zone_ok(zone);
     int checked = 0, rejected = 0;
     for (int i = 0; i < n; i++) {
         char text[1024];
         /* Six-field expressions walk second by second in the reference: keep few. */
         random_expr(text, sizeof(text), zone == NULL && rnd(8) == 0);
-        cron_expr_t e;
+        sched_cron_expr_t e;
         char *msg = NULL;
-        if (cron_parse(text, &e, &msg)) {
+        if (sched_cron_parse(text, &e, &msg)) {
             hp_free(msg);
             rejected++;
             continue;
         }
         int64_t t = from_lo + (int64_t)rnd((int)(span / 60)) * 60 + rnd(60), r = t;
         for (int k = 0; k < fires; k++) {
-            int err = cron_next(&e, &z, t, &t);
+            int err = sched_cron_next(&e, &z, t, &t);
             r = ref_next(&e, zone, r, 9);
             if (r < 0)
                 break; /* too rare to walk to; the table covers rare ones */
@@ -573,7 +573,7 @@ static void differential(const char *zone, int n, int fires, int64_t from_lo, in
             format_time(t, got);
             format_time(r, want);
             if (err || t != r)
-                fail_msg("\"%s\" in %s: cron_next gave %s (err %d), reference %s", text,
+                fail_msg("\"%s\" in %s: sched_cron_next gave %s (err %d), reference %s", text,
                          zone ? zone : "UTC", got, err, want);
         }
         checked++;
