@@ -502,6 +502,162 @@ int broker_events_next(broker_t *b, int64_t timeout_ms, char **json)
     return b->ops->events_next(b, timeout_ms, json);
 }
 
+/* ---- Schedules ---- */
+
+#define SCHEDULE_CRON_MAX   256
+#define SCHEDULE_TZ_MAX     64
+#define SCHEDULE_JITTER_MAX (24LL * 3600 * 1000)
+
+static int check_schedule_name(broker_t *b, const char *name)
+{
+    if (!schedule_name_valid(name))
+        return broker__error(b, HP_EINVAL,
+                             "schedule name: must be 1-%d characters of A-Z a-z 0-9 . _ : -, got "
+                             "\"%.80s\"",
+                             SCHEDULE_NAME_MAX, name ? name : "");
+    return 0;
+}
+
+static int check_text(broker_t *b, const char *what, const char *text, size_t max)
+{
+    size_t len = text ? strlen(text) : 0;
+    if (len == 0 || len > max)
+        return broker__error(b, HP_EINVAL, "%s: must be 1-%zu characters, got %zu", what, max, len);
+    return 0;
+}
+
+/* The template must be a job broker_schedule_fire could enqueue, on the schedule's
+ * queue: its record lives in that queue's slot, next to the jobs it fires. */
+static int check_template(broker_t *b, const schedule_t *s)
+{
+    size_t len = s->job ? strlen(s->job) : 0;
+    if (len == 0)
+        return broker__error(b, HP_EINVAL, "job: the job template is required");
+    int err = broker__check_json("job", s->job, len, JOB_PAYLOAD_DEFAULT_MAX, b->errmsg,
+                                 sizeof(b->errmsg));
+    if (err)
+        return err;
+    job_spec_json_t js;
+    char why[200];
+    err = job_spec_from_json(s->job, len, &js, why, sizeof(why));
+    if (err)
+        return broker__error(b, err, "job: %s", why);
+    err = broker__validate_spec(&js.spec, b->max_payload, why, sizeof(why));
+    if (err)
+        broker__error(b, err, "job: %s", why);
+    else if (strcmp(js.spec.queue, s->queue) != 0)
+        err = broker__error(b, HP_EINVAL, "queue: \"%s\" is not the job template's queue \"%s\"",
+                            s->queue, js.spec.queue);
+    job_spec_json_cleanup(&js);
+    return err;
+}
+
+int broker_schedule_put(broker_t *b, const schedule_t *s, bool *created)
+{
+    bool ignored;
+    created = created ? created : &ignored;
+    *created = false;
+    int err = check_schedule_name(b, s->name);
+    if (!err)
+        err = check_text(b, "cron", s->cron, SCHEDULE_CRON_MAX);
+    if (!err)
+        err = check_text(b, "tz", s->tz, SCHEDULE_TZ_MAX);
+    if (!err)
+        err = check_queue(b, s->queue);
+    if (!err)
+        err = check_template(b, s);
+    if (err)
+        return err;
+    if (s->misfire != SCHEDULE_MISFIRE_SKIP && s->misfire != SCHEDULE_MISFIRE_ONCE)
+        return broker__error(b, HP_EINVAL, "misfire: must be skip or once");
+    if (s->overlap != SCHEDULE_OVERLAP_ALLOW && s->overlap != SCHEDULE_OVERLAP_SKIP)
+        return broker__error(b, HP_EINVAL, "overlap: must be allow or skip");
+    if (s->jitter_ms < 0 || s->jitter_ms > SCHEDULE_JITTER_MAX)
+        return broker__error(b, HP_EINVAL, "jitter: must be 0 to %lld ms (a day), got %lld",
+                             SCHEDULE_JITTER_MAX, (long long)s->jitter_ms);
+    if (s->next_fire_ms < 0)
+        return broker__error(b, HP_EINVAL, "next_fire: must be a Unix time in ms or 0 (none)");
+    return b->ops->schedule_put(b, s, created);
+}
+
+int broker_schedule_get(broker_t *b, const char *name, schedule_t **out)
+{
+    *out = NULL;
+    int err = check_schedule_name(b, name);
+    return err ? err : b->ops->schedule_get(b, name, out);
+}
+
+int broker_schedules(broker_t *b, schedule_t ***list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    return b->ops->schedules(b, list, n);
+}
+
+int broker_schedule_delete(broker_t *b, const char *name)
+{
+    int err = check_schedule_name(b, name);
+    return err ? err : b->ops->schedule_delete(b, name);
+}
+
+int broker_schedule_pause(broker_t *b, const char *name, bool paused, int64_t next_fire_ms)
+{
+    int err = check_schedule_name(b, name);
+    if (!err && next_fire_ms < 0)
+        err = broker__error(b, HP_EINVAL, "next_fire: must be a Unix time in ms or 0 (none)");
+    return err ? err : b->ops->schedule_pause(b, name, paused, next_fire_ms);
+}
+
+int broker_schedule_fire(broker_t *b, const char *name, int64_t tick_ms, int64_t next_ms,
+                         bool missed, const job_spec_t *spec, schedule_fire_t *outcome,
+                         char job_id[JOB_ID_MAX])
+{
+    *outcome = SCHEDULE_LOST;
+    job_id[0] = '\0';
+    int err = check_schedule_name(b, name);
+    if (err)
+        return err;
+    if (tick_ms < 0 || next_ms < 0)
+        return broker__error(b, HP_EINVAL, "fire: tick and next must be Unix times in ms");
+    if (missed && tick_ms == 0)
+        return broker__error(b, HP_EINVAL, "fire: a trigger (tick 0) cannot be missed");
+    if (!spec && !missed)
+        return broker__error(b, HP_EINVAL, "fire: the job to enqueue is required");
+    broker__fire_mode_t mode = missed        ? BROKER__FIRE_MISSED
+                               : tick_ms > 0 ? BROKER__FIRE_TICK
+                                             : BROKER__FIRE_TRIGGER;
+    if (spec) {
+        err = check_queue(b, spec->queue);
+        if (err)
+            return err;
+    }
+    if (missed)
+        return b->ops->schedule_fire(b, name, spec ? spec->queue : NULL, tick_ms, next_ms, mode,
+                                     NULL, outcome, job_id);
+    /* The job carries its schedule and tick. Its own keys stay; an idempotency key
+     * belongs to an API request, and a fire is none. */
+    job_spec_t s = *spec;
+    s.schedule = name;
+    s.schedule_tick_ms = tick_ms ? tick_ms : hp_now_ms();
+    s.idempotency_key = NULL;
+    s.request_hash = NULL;
+    err = broker__validate_spec(&s, b->max_payload, b->errmsg, sizeof(b->errmsg));
+    if (err)
+        return err;
+    broker__prepared_t job;
+    broker__prepare(&s, &job);
+    err = b->ops->schedule_fire(b, name, s.queue, s.schedule_tick_ms, next_ms, mode, &job, outcome,
+                                job_id);
+    broker__prepared_cleanup(&job);
+    return err;
+}
+
+int broker_schedules_version(broker_t *b, int64_t *version)
+{
+    *version = 0;
+    return b->ops->schedules_version(b, version);
+}
+
 /* ---- Rate limits ---- */
 
 #define RATE_KEY_MAX 200

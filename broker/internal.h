@@ -24,6 +24,10 @@ typedef struct broker__prepared_s {
     size_t index; /* position in the caller's batch */
 } broker__prepared_t;
 
+/* How a schedule fire goes (schedule_fire.lua): a tick compared with next_fire, a
+ * tick recorded as missed, or a trigger (no compare, next_fire untouched). */
+typedef enum { BROKER__FIRE_TICK, BROKER__FIRE_MISSED, BROKER__FIRE_TRIGGER } broker__fire_mode_t;
+
 /*
  * A backend: a const table of operations (curl's Curl_protocol, Redis's engine).
  * broker.c validates every argument, parses ids and makes lease tokens before it
@@ -76,6 +80,19 @@ typedef struct broker_ops_s {
     int (*token_delete)(broker_t *b, const char *id); /* HP_ENOTFOUND */
     /* rate > 0 and burst >= 1 here. */
     int (*rate_take)(broker_t *b, const char *key, double rate, int burst, int64_t *retry_after_ms);
+    /* Schedules: every field was checked by broker.c. get and delete answer
+     * HP_ENOTFOUND naming the schedule; schedules come sorted by name. */
+    int (*schedule_put)(broker_t *b, const schedule_t *s, bool *created);
+    int (*schedule_get)(broker_t *b, const char *name, schedule_t **out);
+    int (*schedules)(broker_t *b, schedule_t ***list, size_t *n);
+    int (*schedule_delete)(broker_t *b, const char *name);
+    int (*schedule_pause)(broker_t *b, const char *name, bool paused, int64_t next_fire_ms);
+    /* `job` is NULL for a missed tick, and `queue` may then be NULL (the backend
+     * finds the schedule's). tick_ms is the tick the job carries (now for a trigger). */
+    int (*schedule_fire)(broker_t *b, const char *name, const char *queue, int64_t tick_ms,
+                         int64_t next_ms, broker__fire_mode_t mode, broker__prepared_t *job,
+                         schedule_fire_t *outcome, char job_id[JOB_ID_MAX]);
+    int (*schedules_version)(broker_t *b, int64_t *version);
 } broker_ops_t;
 
 struct broker_s {

@@ -8,6 +8,7 @@
  *   s state   t type      p priority   ma max_attempts  bk/bb/bc backoff kind/base/cap
  *   to timeout_ms  ex expires_at  uk unique key  tg tags  ra run_at  a attempts
  *   st started  fa finished  wk worker  cr cancel requested  er [[at, attempt, msg]...]
+ *   sc schedule that fired it  sk that schedule's tick (Unix ms)
  * The payload stays the producer's own text: it is checked to be JSON here and then
  * never re-encoded, so no digit of a big number is ever rounded away.
  */
@@ -206,6 +207,11 @@ int broker__validate_spec(const job_spec_t *s, size_t max_payload, char *errbuf,
         if (!s->tags[i] || !utf8_text_valid(s->tags[i], JOB_TAG_MAX))
             REFUSE(HP_EINVAL, "tags[%zu]: must be 1-%d bytes of UTF-8 text", i, JOB_TAG_MAX);
     }
+    if (s->schedule && !schedule_name_valid(s->schedule))
+        REFUSE(HP_EINVAL, "schedule: must be 1-%d characters of A-Z a-z 0-9 . _ : -",
+               SCHEDULE_NAME_MAX);
+    if (s->schedule_tick_ms < 0 || (s->schedule_tick_ms && !s->schedule))
+        REFUSE(HP_EINVAL, "schedule_tick: must be a Unix time in ms, given with a schedule");
     if (!s->payload)
         return 0;
     return broker__check_json("payload", s->payload,
@@ -254,7 +260,14 @@ void broker__prepare(const job_spec_t *s, broker__prepared_t *out)
         hp_strbuf_appends(&sb, i == 0 ? ",\"tg\":[" : ",");
         hp_strbuf_append_json_string(&sb, s->tags[i]);
     }
-    hp_strbuf_appends(&sb, s->ntags ? "]}\n" : "}\n");
+    if (s->ntags)
+        hp_strbuf_appends(&sb, "]");
+    if (s->schedule) {
+        hp_strbuf_appends(&sb, ",\"sc\":");
+        hp_strbuf_append_json_string(&sb, s->schedule);
+        meta_int(&sb, "sk", s->schedule_tick_ms);
+    }
+    hp_strbuf_appends(&sb, "}\n");
     hp_strbuf_append(&sb, payload, plen);
     out->body = hp_strbuf_steal(&sb, &out->body_len);
 
@@ -353,6 +366,8 @@ int broker__job_decode(const char *ulid, const char *queue, const char *rec, siz
     job->worker = meta_str(meta, "wk");
     job->cancel_requested = meta_i64(meta, "cr", 0) != 0;
     job->unique_key = meta_str(meta, "uk");
+    job->schedule = meta_str(meta, "sc");
+    job->schedule_tick_ms = meta_i64(meta, "sk", 0);
     job->progress = -1;
     decode_tags(meta, job);
     decode_errors(meta, job);
@@ -380,6 +395,7 @@ void job_free(job_t *job)
     hp_free(job->result);
     hp_free(job->progress_message);
     hp_free(job->logs);
+    hp_free(job->schedule);
     hp_free(job);
 }
 
@@ -467,6 +483,12 @@ static json_t *job_view(const job_t *job)
                                         job->errors[i].attempt, "message", job->errors[i].message));
     }
     json_object_set_new(o, "errors", errs);
+    if (job->schedule) {
+        char tick[HP_RFC3339_MAX];
+        hp_format_rfc3339_ms(job->schedule_tick_ms, tick);
+        json_object_set_new(o, "schedule",
+                            json_pack("{s:s, s:s}", "name", job->schedule, "tick", tick));
+    }
     if (job->progress >= 0)
         json_object_set_new(
             o, "progress",

@@ -53,7 +53,10 @@
     XX(RELEASE, release)                                                                           \
     XX(REPORT, report)                                                                             \
     XX(PURGE, purge)                                                                               \
-    XX(RATE, rate)
+    XX(RATE, rate)                                                                                 \
+    XX(SCHEDULE_PUT, schedule_put)                                                                 \
+    XX(SCHEDULE_PAUSE, schedule_pause)                                                             \
+    XX(SCHEDULE_FIRE, schedule_fire)
 
 typedef enum {
 #define XX(id, file) SCRIPT_##id,
@@ -141,5 +144,27 @@ int broker__rconn_next_message(rconn_t *c, broker_t *b, const char *channel, boo
 /* Blocks in BLPOP on the notify keys; 1 woken, 0 timed out. */
 int broker__rconn_blpop(rconn_t *c, broker_t *b, const char *const *keys, size_t n,
                         int64_t timeout_ms);
+
+/* ---- Operations shared between files (ops.c, schedules.c) ---- */
+
+/* The connection of a Redis broker. */
+rconn_t *broker__redis_conn(broker_t *b);
+
+/* Seven numbers, then the unique key, the idempotency key and the request hash. */
+#define ENQUEUE_OPTS_MAX (7 * 24 + 3 * JOB_UNIQUE_KEY_MAX + 1)
+/* A prepared job's options argument for enqueue_one (prelude.lua): '' when every
+ * option is the default, else the numbers and keys it reads. */
+void broker__redis_enqueue_opts(const broker__prepared_t *p, char opts[ENQUEUE_OPTS_MAX]);
+
+/* Schedules (schedules.c): the broker_ops_t entries of the same names. */
+int broker__redis_schedule_put(broker_t *b, const schedule_t *s, bool *created);
+int broker__redis_schedule_get(broker_t *b, const char *name, schedule_t **out);
+int broker__redis_schedules(broker_t *b, schedule_t ***list, size_t *n);
+int broker__redis_schedule_delete(broker_t *b, const char *name);
+int broker__redis_schedule_pause(broker_t *b, const char *name, bool paused, int64_t next_fire_ms);
+int broker__redis_schedule_fire(broker_t *b, const char *name, const char *queue, int64_t tick_ms,
+                                int64_t next_ms, broker__fire_mode_t mode, broker__prepared_t *job,
+                                schedule_fire_t *outcome, char job_id[JOB_ID_MAX]);
+int broker__redis_schedules_version(broker_t *b, int64_t *version);
 
 #endif

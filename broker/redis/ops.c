@@ -24,6 +24,11 @@ static rconn_t *conn_of(broker_t *b)
     return &((redis_broker_t *)b)->conn;
 }
 
+rconn_t *broker__redis_conn(broker_t *b)
+{
+    return conn_of(b);
+}
+
 static int64_t reply_i64(const redisReply *r)
 {
     if (!r)
@@ -383,13 +388,20 @@ static int register_queues(redis_broker_t *rb, const char **queues, size_t n)
     return err;
 }
 
-/* Seven numbers, then the unique key, the idempotency key and the request hash. */
-#define ENQUEUE_OPTS_MAX (7 * 24 + 3 * JOB_UNIQUE_KEY_MAX + 1)
-
 static void set_result_error(enqueue_result_t *res, int err, const char *msg)
 {
     res->err = err;
     snprintf(res->errmsg, sizeof(res->errmsg), "%s", msg);
+}
+
+void broker__redis_enqueue_opts(const broker__prepared_t *p, char opts[ENQUEUE_OPTS_MAX])
+{
+    opts[0] = '\0';
+    if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0] || p->idempotency_key[0])
+        snprintf(opts, ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%zu,%zu,%zu,%s%s%s", p->priority,
+                 (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
+                 strlen(p->unique_key), strlen(p->idempotency_key), strlen(p->request_hash),
+                 p->unique_key, p->idempotency_key, p->request_hash);
 }
 
 typedef struct enqueue_args_s {
@@ -404,12 +416,7 @@ static void enqueue_item_args(void *ctx, size_t i, const char **args, size_t *le
     enqueue_args_t *ea = ctx;
     broker__prepared_t *p = &ea->jobs[i];
     char *opts = ea->opts[i];
-    opts[0] = '\0';
-    if (p->priority || p->delay_ms || p->run_at_ms || p->unique_key[0] || p->idempotency_key[0])
-        snprintf(opts, ENQUEUE_OPTS_MAX, "%d,%lld,%lld,%lld,%zu,%zu,%zu,%s%s%s", p->priority,
-                 (long long)p->delay_ms, (long long)p->run_at_ms, (long long)p->unique_ttl_ms,
-                 strlen(p->unique_key), strlen(p->idempotency_key), strlen(p->request_hash),
-                 p->unique_key, p->idempotency_key, p->request_hash);
+    broker__redis_enqueue_opts(p, opts);
     args[0] = p->ulid;
     lens[0] = HP_ULID_LEN;
     args[1] = opts;
@@ -1238,4 +1245,11 @@ static const broker_ops_t redis_ops = {
     .token_records = redis_token_records,
     .token_delete = redis_token_delete,
     .rate_take = redis_rate_take,
+    .schedule_put = broker__redis_schedule_put,
+    .schedule_get = broker__redis_schedule_get,
+    .schedules = broker__redis_schedules,
+    .schedule_delete = broker__redis_schedule_delete,
+    .schedule_pause = broker__redis_schedule_pause,
+    .schedule_fire = broker__redis_schedule_fire,
+    .schedules_version = broker__redis_schedules_version,
 };

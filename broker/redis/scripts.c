@@ -38,12 +38,12 @@ static char *defaults_line(void)
     for (int i = 0; i < QUEUE_RUNTIME_NBUCKETS; i++)
         hp_strbuf_printf(&rt, "%s%lld", i ? ", " : "", (long long)QUEUE_RUNTIME_BUCKETS_MS[i]);
     char *line =
-        hp_sprintf("local D = {bb = %d, bc = %lld, log_max = %d,\n"
+        hp_sprintf("local D = {bb = %d, bc = %lld, log_max = %d, history_max = %d,\n"
                    "  keep = {succeeded = %d, dead = %d, canceled = %d},\n"
                    "  keepage = {succeeded = %lld, dead = %lld, canceled = %lld},\n"
                    "  rt = {%s}}\n",
                    BACKOFF_BASE_DEFAULT_MS, BACKOFF_CAP_DEFAULT_MS, JOB_LOG_MAX_BYTES,
-                   QUEUE_KEEP_SUCCEEDED_DEFAULT, QUEUE_KEEP_DEAD_DEFAULT,
+                   SCHEDULE_HISTORY_MAX, QUEUE_KEEP_SUCCEEDED_DEFAULT, QUEUE_KEEP_DEAD_DEFAULT,
                    QUEUE_KEEP_CANCELED_DEFAULT, QUEUE_KEEP_SUCCEEDED_AGE_DEFAULT_MS,
                    QUEUE_KEEP_DEAD_AGE_DEFAULT_MS, QUEUE_KEEP_CANCELED_AGE_DEFAULT_MS, rt.data);
     hp_strbuf_cleanup(&rt);

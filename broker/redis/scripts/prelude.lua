@@ -349,3 +349,110 @@ local function load_leased(ulid, token)
   return meta, payload, held
 end
 
+
+-- ---- Enqueue ----
+-- The per-job part of an enqueue, shared by enqueue.lua and schedule_fire.lua so a
+-- fired job's record, counts, keys, events and wake-up are exactly an enqueued one's.
+-- A batch collects its writes in an accumulator and writes them with one variadic
+-- command each in enqueue_flush (one redis.call per batch, not per job).
+--
+-- Per job: ulid, options, body (the meta members after the head, "}\n", payload).
+-- Options are '' for a job with every default (priority 0, no delay, no keys: most
+-- jobs), else "<priority>,<delay_ms>,<run_at_ms>,<ttl_ms>,<len uk>,<len ik>,<len hash>,"
+-- then the unique key, the idempotency key and the request hash, back to back
+-- (lengths, because keys may hold any character).
+-- An idempotency key is "<hash>|<job id>" at P .. 'i:' .. key, for IDEMPOTENCY_TTL_MS.
+local IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+
+-- An error reply when `n` more jobs would pass the queue's max length, else nil.
+local function refuse_if_full(n)
+  local maxlen = tonumber(conf().maxlen)
+  if not maxlen then return nil end
+  local c = redis.call('HMGET', K_COUNTS, 'waiting', 'scheduled', 'failed', 'active')
+  local pending = 0
+  for _, v in ipairs(c) do pending = pending + (tonumber(v) or 0) end
+  if pending + n > maxlen then
+    return fail_with('EFULL', 'queue "' .. Q .. '" is full: ' .. pending .. ' of at most '
+      .. maxlen .. ' jobs pending')
+  end
+  return nil
+end
+
+local function enqueue_begin()
+  return {records = {}, by_prio = {}, sched = {}, nwait = 0, nsched = 0}
+end
+
+-- Adds one job to the batch. Returns 'w' (waiting), 's' (scheduled), 'm' (idempotency
+-- key used with another request hash: nothing enqueued), or the first job's id
+-- (duplicate: nothing enqueued).
+local function enqueue_one(acc, ulid, opts, body)
+  local prio, due, first = '0', NOW, nil
+  if opts ~= '' then
+    local delay, run_at, ttl, uklen, iklen, hlen, at
+    prio, delay, run_at, ttl, uklen, iklen, hlen, at =
+      string.match(opts, '^(-?%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),()')
+    run_at = tonumber(run_at)
+    due = run_at > 0 and run_at or NOW + tonumber(delay)
+    uklen, iklen = tonumber(uklen), tonumber(iklen)
+    local uk = string.sub(opts, at, at + uklen - 1)
+    local ik = string.sub(opts, at + uklen, at + uklen + iklen - 1)
+    local hash = string.sub(opts, at + uklen + iklen, at + uklen + iklen + tonumber(hlen) - 1)
+    local ikey = P .. 'i:' .. ik
+    if ik ~= '' then
+      local seen = redis.call('GET', ikey)
+      if seen then
+        local seen_hash, seen_id = string.match(seen, '^(.*)|([^|]*)$')
+        first = seen_hash == hash and seen_id or 'm'
+      end
+    end
+    if uk ~= '' and not first then
+      first = redis.call('GET', P .. 'u:' .. uk)
+      if not first then redis.call('SET', P .. 'u:' .. uk, ulid .. '-' .. Q, 'PX', ttl) end
+    end
+    if ik ~= '' and first ~= 'm' then
+      redis.call('SET', ikey, hash .. '|' .. (first or ulid .. '-' .. Q), 'PX',
+        IDEMPOTENCY_TTL_MS, 'NX')
+    end
+  end
+  if first then return first end
+  local records = acc.records
+  records[#records + 1] = ulid
+  if due > NOW then
+    records[#records + 1] = '{"s":"scheduled","a":0,"ra":' .. int(due) .. ',' .. body
+    if listened() then
+      publish('enqueued', ulid, type_literal(body), ',"state":"scheduled","run_at":' .. int(due))
+    end
+    acc.sched[#acc.sched + 1] = due
+    acc.sched[#acc.sched + 1] = ulid
+    acc.nsched = acc.nsched + 1
+    return 's'
+  end
+  records[#records + 1] = '{"s":"waiting","a":0,' .. body
+  if listened() then publish('enqueued', ulid, type_literal(body), ',"state":"waiting"') end
+  local ids = acc.by_prio[prio]
+  if not ids then
+    ids = {}
+    acc.by_prio[prio] = ids
+  end
+  ids[#ids + 1] = ulid
+  acc.nwait = acc.nwait + 1
+  return 'w'
+end
+
+-- Writes the batch: records, waiting lists, the scheduled set, counts, one wake-up.
+local function enqueue_flush(acc)
+  if #acc.records > 0 then redis.call('HSET', K_JOBS, unpack(acc.records)) end
+  for prio, ids in pairs(acc.by_prio) do
+    redis.call('RPUSH', P .. 'w:' .. prio, unpack(ids))
+    redis.call('ZADD', K_PRIOS, prio, prio)
+  end
+  if acc.nsched > 0 then
+    redis.call('ZADD', ZSET_OF.scheduled, unpack(acc.sched))
+    count('scheduled', acc.nsched)
+  end
+  if acc.nwait > 0 then
+    count('waiting', acc.nwait)
+    notify()
+  end
+  count('total:enqueued', acc.nwait + acc.nsched)
+end
