@@ -24,7 +24,9 @@ typedef struct api_config_s {
     char *cors_origins;           /* comma-separated allowed origins, or NULL: CORS off */
     char *blob_dir;               /* default ./hopper-blobs */
     int64_t maintain_interval_ms; /* broker upkeep; 0: off */
+    bool scheduler;               /* run the schedule firing loop (default true) */
     bool strict;
+    const char *config_file; /* its "schedules" are applied at start; not an option */
 } api_config_t;
 
 void api_config_init(api_config_t *cfg);

@@ -509,6 +509,7 @@ static int on_message_begin(llhttp_t *p)
     http_conn_t *c = conn_of(p);
     http_req_t *req = hp_calloc(1, sizeof(*req));
     req->conn = c;
+    req->method = "-"; /* until the headers are in: a refusal before then logs "-" */
     req->content_length = -1;
     req->start_us = hp_mono_us();
     c->req = req;

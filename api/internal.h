@@ -133,6 +133,7 @@ struct api_server_s {
     pthread_mutex_t listeners_lock;
     pthread_cond_t listeners_cond;
     struct blobstore_s *blobs;
+    struct sched_s *sched; /* the firing loop, or NULL */
 };
 
 /* ---- routes.c ---- */
@@ -170,6 +171,16 @@ void api_events_deliver(api_loop_t *l); /* on the loop: hand out what arrived */
 void api_events_close_loop(api_loop_t *l);
 bool api_events_prepare(api_req_t *ar);
 void api_events_finish(api_req_t *ar);
+
+/* ---- schedules.c ---- */
+bool api_schedule_prepare_name(api_req_t *ar);
+bool api_schedule_prepare_put(api_req_t *ar);
+void api_schedule_run_list(api_req_t *ar, broker_t *b);
+void api_schedule_run_get(api_req_t *ar, broker_t *b);
+void api_schedule_run_put(api_req_t *ar, broker_t *b);
+void api_schedule_run_delete(api_req_t *ar, broker_t *b);
+void api_schedule_run_pause(api_req_t *ar, broker_t *b);
+void api_schedule_run_trigger(api_req_t *ar, broker_t *b);
 
 /* ---- blobs.c ---- */
 bool api_blob_prepare(api_req_t *ar);

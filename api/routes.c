@@ -54,7 +54,8 @@ const route_t *api_route_match(const char *method, const char *path, api_req_t *
         }
         size_t used = strlen(allowed);
         if (!strstr(allowed, r->method))
-            snprintf(allowed + used, allowed_len - used, "%s%s", used ? ", " : "", r->method);
+            snprintf(allowed + used, allowed_len - used, "%s%s%s", used ? ", " : "", r->method,
+                     strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
     }
     return NULL;
 }
@@ -218,6 +219,9 @@ static void finish_enqueue(api_req_t *ar)
 
 /* ---- Jobs: batch ---- */
 
+/* An item's err when the token may not use its queue: 403, like a single enqueue. */
+#define ITEM_FORBIDDEN 1
+
 static bool prepare_batch(api_req_t *ar)
 {
     if (!json_body_ok(ar))
@@ -259,7 +263,7 @@ static void run_batch(api_req_t *ar, broker_t *b)
         if (st->results[i].err)
             continue;
         if (!api_queue_allowed(ar, st->many[i].spec.queue)) {
-            st->results[i].err = HP_EINVAL;
+            st->results[i].err = ITEM_FORBIDDEN;
             snprintf(st->results[i].errmsg, sizeof(st->results[i].errmsg),
                      "token %s may not submit to queue %s", ar->token.id, st->many[i].spec.queue);
             continue;
@@ -284,8 +288,10 @@ static void run_batch(api_req_t *ar, broker_t *b)
         json_object_set_new(o, "index", json_integer((json_int_t)i));
         const enqueue_result_t *r = &st->results[i];
         if (r->err) {
-            json_object_set_new(
-                o, "status", json_integer(r->idempotency_mismatch ? 422 : api_status_for(r->err)));
+            int status = r->err == ITEM_FORBIDDEN  ? 403
+                         : r->idempotency_mismatch ? 422
+                                                   : api_status_for(r->err);
+            json_object_set_new(o, "status", json_integer(status));
             json_object_set_new(o, "error", json_string(r->errmsg));
         } else {
             ok++;
@@ -865,6 +871,41 @@ const route_t api_routes[] = {
      .access = ACCESS_READ,
      .prepare = api_events_prepare,
      .finish = api_events_finish},
+    {.method = "GET",
+     .pattern = "/v1/schedules",
+     .access = ACCESS_READ,
+     .prepare = prepare_nothing,
+     .run = api_schedule_run_list},
+    {.method = "GET",
+     .pattern = "/v1/schedules/{name}",
+     .access = ACCESS_READ,
+     .prepare = api_schedule_prepare_name,
+     .run = api_schedule_run_get},
+    {.method = "PUT",
+     .pattern = "/v1/schedules/{name}",
+     .access = ACCESS_ADMIN,
+     .prepare = api_schedule_prepare_put,
+     .run = api_schedule_run_put},
+    {.method = "DELETE",
+     .pattern = "/v1/schedules/{name}",
+     .access = ACCESS_ADMIN,
+     .prepare = api_schedule_prepare_name,
+     .run = api_schedule_run_delete},
+    {.method = "POST",
+     .pattern = "/v1/schedules/{name}/trigger",
+     .access = ACCESS_ADMIN,
+     .prepare = api_schedule_prepare_name,
+     .run = api_schedule_run_trigger},
+    {.method = "POST",
+     .pattern = "/v1/schedules/{name}/pause",
+     .access = ACCESS_ADMIN,
+     .prepare = api_schedule_prepare_name,
+     .run = api_schedule_run_pause},
+    {.method = "POST",
+     .pattern = "/v1/schedules/{name}/resume",
+     .access = ACCESS_ADMIN,
+     .prepare = api_schedule_prepare_name,
+     .run = api_schedule_run_pause},
     {.method = "GET",
      .pattern = "/healthz",
      .access = ACCESS_PUBLIC,

@@ -16,7 +16,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "api/internal.h"
+#include "scheduler/scheduler.h"
 #include "api/blobstore.h"
 #include "api/metrics_http.h"
 
@@ -36,6 +39,7 @@ void api_config_init(api_config_t *cfg)
     cfg->keepalive_timeout_ms = 60000;
     cfg->max_connections = 10000;
     cfg->maintain_interval_ms = 1000;
+    cfg->scheduler = true;
 }
 
 #define OFF(field) offsetof(api_config_t, field)
@@ -70,6 +74,8 @@ static const hp_option_t options[] = {
      "directory of the blob store, shared with workers (default ./hopper-blobs)", NULL},
     {"maintain-interval", HP_OPT_DURATION, OFF(maintain_interval_ms), 0, DAY_MS,
      "how often to promote due jobs and recover expired leases; 0 off (default 1s)", NULL},
+    {"scheduler", HP_OPT_BOOL, OFF(scheduler), 0, 0,
+     "fire schedules from this server (default true; any number of servers may)", NULL},
 };
 
 static const char *const env_renames[] = {"HOPPER_REDIS", "HOPPER_REDIS_URL", NULL};
@@ -358,6 +364,47 @@ static void upkeep_main(void *arg)
         broker_close(b);
 }
 
+/* ---- Schedules from the config file ---- */
+
+/* Checks the file's "schedules" now (a bad one refuses the start) and returns them
+ * as text for the firing loop to apply once the broker answers; NULL when none. */
+static int config_schedules(const char *path, char **text, char *err, size_t errlen)
+{
+    *text = NULL;
+    if (!path)
+        return 0;
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    json_t *all = doc ? json_object_get(doc, "schedules") : NULL;
+    int rc = 0;
+    if (all) {
+        const char *name;
+        json_t *def;
+        json_object_foreach(all, name, def)
+        {
+            schedule_t *s = NULL;
+            char why[400];
+            rc = sched_schedule_from_object(name, def, hp_now_ms(), &s, why, sizeof(why));
+            schedule_free(s);
+            if (rc) {
+                snprintf(err, errlen, "%s: schedules.%s: %s", path, name, why);
+                break;
+            }
+        }
+        if (!rc && !json_is_object(all)) {
+            snprintf(err, errlen, "%s: schedules: expected an object of name -> definition", path);
+            rc = HP_EINVAL;
+        }
+        if (!rc) {
+            char *dumped = json_dumps(all, JSON_COMPACT);
+            *text = hp_strdup(dumped);
+            free(dumped);
+        }
+    }
+    json_decref(doc);
+    return rc;
+}
+
 /* ---- Run ---- */
 
 static void set_common_headers(api_server_t *s)
@@ -402,7 +449,7 @@ int api_server_run(const api_config_t *cfg)
     api_metrics_init();
     api_server_t *s = hp_calloc(1, sizeof(*s));
     s->cfg = *cfg;
-    char err[512] = "";
+    char err[1024] = "";
     listen_addr_t addr;
     int rc = parse_listen(cfg->listen ? cfg->listen : "127.0.0.1:8080", &addr, err, sizeof(err));
     if (rc) {
@@ -418,6 +465,14 @@ int api_server_run(const api_config_t *cfg)
     }
     hash_admin_token(s);
     set_common_headers(s);
+    char *schedules_json = NULL;
+    rc = config_schedules(cfg->config_file, &schedules_json, err, sizeof(err));
+    if (rc) {
+        hp_error("%s", err);
+        blobstore_close(s->blobs);
+        hp_free(s);
+        return rc;
+    }
     broker_config_t bc = {.url = cfg->redis_url, .strict = cfg->strict};
     broker_t *probe = NULL;
     char *msg = NULL;
@@ -425,6 +480,7 @@ int api_server_run(const api_config_t *cfg)
     if (rc == HP_EUNSAFE || rc == HP_EINVAL) {
         hp_error("%s", msg ? msg : "broker refused");
         hp_free(msg);
+        hp_free(schedules_json);
         blobstore_close(s->blobs);
         hp_free(s);
         return rc;
@@ -438,6 +494,7 @@ int api_server_run(const api_config_t *cfg)
     if (probe)
         broker_close(probe);
     if (rc) {
+        hp_free(schedules_json);
         blobstore_close(s->blobs);
         hp_free(s);
         return rc;
@@ -452,6 +509,11 @@ int api_server_run(const api_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     s->exec = exec_start(&bc, cfg->broker_threads);
+    if (cfg->scheduler)
+        s->sched = sched_start(&bc, schedules_json);
+    else if (schedules_json)
+        hp_warn("--scheduler false: the config file's schedules are not applied by this server");
+    hp_free(schedules_json);
     s->nloops = cfg->threads;
     s->loops = hp_calloc((size_t)s->nloops, sizeof(*s->loops));
     api_events_start(s);
@@ -467,6 +529,7 @@ int api_server_run(const api_config_t *cfg)
     } else {
         hp_error("%s", err);
     }
+    sched_stop(s->sched);
     api_events_stop(s); /* first: it hands events to the loops */
     stop_loops(s);
     if (rc == 0)

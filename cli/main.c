@@ -9,16 +9,21 @@
 /* ---- The verbs ---- */
 
 static const cli_verb_t verbs[] = {
-    {"run", "", "everything in one process: the HTTP API and broker upkeep (as server)",
+    {"run", "", "everything in one process: the HTTP API, scheduler and broker upkeep",
      "  --config FILE        a JSON file of these options (\"listen\", \"threads\", ...)\n"
+     "                       and \"schedules\" (docs/scheduling.md)\n"
+     "  --strict             refuse a Redis whose maxmemory-policy may evict jobs\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_LISTEN)\n",
      NULL, cli_server},
     {"worker", "", "run handler plugins on jobs: P processes x T threads",
      "  --config FILE        a JSON file of these options (\"queues\", \"threads\", ...)\n"
+     "  --strict             refuse a Redis whose maxmemory-policy may evict jobs\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_QUEUES)\n",
      NULL /* cli_worker builds its own from the worker's option table */, cli_worker},
-    {"server", "", "serve the HTTP API (and broker upkeep)",
+    {"server", "", "serve the HTTP API, fire schedules, keep the broker up",
      "  --config FILE        a JSON file of these options (\"listen\", \"threads\", ...)\n"
+     "                       and \"schedules\" (docs/scheduling.md)\n"
+     "  --strict             refuse a Redis whose maxmemory-policy may evict jobs\n"
      "  (every option below can also come from HOPPER_<NAME>, e.g. HOPPER_LISTEN)\n"
      "  HOPPER_ADMIN_TOKEN   a token with admin scope that needs no broker record\n",
      NULL, cli_server},
@@ -93,12 +98,13 @@ static void print_main_help(FILE *out)
 #undef XX
 }
 
-/* Whether the verb talks to a broker, so its help lists the broker options. Only
- * `cron` does not. (The worker's option table is filled at run time, so the table
- * cannot tell.) */
+/* Whether the help lists the common broker options: not for `cron`, which needs
+ * no broker, nor for verbs with an option table, which list their own. */
 static bool uses_broker(const cli_verb_t *verb)
 {
-    return verb->options != cli_cron_options;
+    /* (Verbs with an option table, options NULL here, print the table's own
+     * --redis line and say --strict in their help text.) */
+    return verb->options && verb->options != cli_cron_options;
 }
 
 void cli_print_help(const cli_verb_t *verb)

@@ -713,7 +713,7 @@ static int next_interval(const sched_cron_expr_t *e, int64_t after, int64_t *out
 /* ---- Next fire ---- */
 
 int sched_cron_next(const sched_cron_expr_t *e, const sched_cron_zone_t *zone, int64_t after_unix_s,
-              int64_t *next_unix_s)
+                    int64_t *next_unix_s)
 {
     if (after_unix_s < MIN_UNIX || after_unix_s > MAX_UNIX)
         return HP_EINVAL;

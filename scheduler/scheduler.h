@@ -1,8 +1,10 @@
 /*
- * scheduler/ -- when recurring jobs fire. For now this is the cron part: parsing
- * cron expressions into bitsets, finding the next fire time in a time zone, and
- * saying in words when an expression fires. Schedule storage and the firing loop
- * come later and will live beside it. This header is the module's only door.
+ * scheduler/ -- when recurring jobs fire: cron expressions (cron.c: parsing into
+ * bitsets, the next fire time in a time zone, the expression in words), schedules
+ * as JSON for the API, the CLI and the config file (schedule.c), and the firing
+ * loop that `hopper server` runs (sched.c). The broker stores schedules and fires
+ * them atomically (broker.h, "Schedules"); this module decides when. This header is
+ * the module's only door.
  *
  * Syntax (docs/scheduling.md has the full table): five fields, minute hour
  * day-of-month month day-of-week, or six with a leading seconds field; `*`, lists,
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/broker.h"
 #include "common/common.h"
 
 /* Flags of a parsed expression. */
@@ -53,7 +56,7 @@ typedef struct sched_cron_expr_s {
  */
 typedef struct sched_cron_zone_s {
     char name[SCHED_CRON_ZONE_NAME_MAX]; /* "UTC", "Europe/Berlin", ... */
-    bool utc;                      /* no conversion needed */
+    bool utc;                            /* no conversion needed */
 } sched_cron_zone_t;
 
 /* Parses `text` into *out. Returns 0, or HP_EINVAL with *errmsg (when errmsg is not
@@ -80,11 +83,57 @@ int sched_cron_zone_init(sched_cron_zone_t *zone, const char *name, char **errms
  * is no fire time within 100 years or before year 10000. Thread-safe.
  */
 int sched_cron_next(const sched_cron_expr_t *e, const sched_cron_zone_t *zone, int64_t after_unix_s,
-              int64_t *next_unix_s);
+                    int64_t *next_unix_s);
 
 /* Writes into buf (`len` bytes, NUL-terminated) when `e` fires, in English, e.g.
  * "at 00:00 every day" or "every 5 minutes". Returns 0, or HP_ETOOBIG when the text
  * was cut to fit (SCHED_CRON_EXPLAIN_MAX bytes always suffice). */
 int sched_cron_explain(const sched_cron_expr_t *e, char *buf, size_t len);
+
+/* ---- Schedules as JSON (schedule.c) ----
+ * The definition a client writes (PUT /v1/schedules/{name}, the config file):
+ *   {"cron": "*\/5 * * * *", "tz": "Europe/Berlin", "job": {<as POST /v1/jobs>},
+ *    "paused": false, "misfire": "skip"|"once", "overlap": "allow"|"skip",
+ *    "jitter_ms": 0}
+ * cron and job are required. */
+
+/* Parses and checks a definition (the cron expression, the zone, the job template)
+ * into *out (schedule_free), with next_fire_ms the first tick after now_ms. On
+ * failure HP_EINVAL and a message naming the field in err. */
+int sched_schedule_from_json(const char *name, const char *text, size_t len, int64_t now_ms,
+                             schedule_t **out, char *err, size_t errlen);
+/* A definition from a JSON object the caller already holds (a config file). */
+int sched_schedule_from_object(const char *name, void *json_object, int64_t now_ms,
+                               schedule_t **out, char *err, size_t errlen);
+/* The schedule as the API shows it: the definition, "explain" (in words),
+ * next_fire and the next five fires (RFC 3339 UTC), last fire, last job, history.
+ * hp_free the result. */
+char *sched_schedule_to_json(const schedule_t *s);
+/* Whether two schedules have the same definition (not counting fire times). */
+bool sched_same_definition(const schedule_t *a, const schedule_t *b);
+/* The first tick of s strictly after after_ms (0 when it never fires again). */
+int64_t sched_next_tick(const schedule_t *s, int64_t after_ms);
+
+/* Applies the "schedules" of a config file: a JSON object name -> definition.
+ * Each is created, or updated when its definition changed (an unchanged one keeps
+ * its next fire, so a restart neither skips nor repeats a tick); none is ever
+ * duplicated. Returns 0 or the first error, with a message. */
+int sched_apply_config(broker_t *b, void *schedules_object, char *err, size_t errlen);
+
+/* ---- The firing loop (sched.c) ----
+ * A thread with its own broker_t that sleeps until the earliest next fire of any
+ * schedule, fires what is due through broker_schedule_fire (the compare-and-set:
+ * any number of servers fire each tick once), and reloads the schedules when the
+ * broker's schedule version moves (looked at once a second at most) or when
+ * sched_poke says one changed here. A tick found more than SCHED_MISFIRE_GRACE_MS
+ * late (the server was down) follows the schedule's misfire policy. */
+#define SCHED_MISFIRE_GRACE_MS 1000
+
+typedef struct sched_s sched_t;
+/* config_schedules: a JSON object of definitions (a config file's "schedules") to
+ * apply (sched_apply_config) once the broker answers, or NULL. */
+sched_t *sched_start(const broker_config_t *cfg, const char *config_schedules);
+void sched_poke(sched_t *s);
+void sched_stop(sched_t *s);
 
 #endif
