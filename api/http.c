@@ -420,6 +420,10 @@ static void conn_refuse(http_conn_t *c, int status, const char *detail)
         hp_random_hex(req->request_id, 8);
         c->req = req;
     }
+    if (!req->method) /* refused before the headers were complete */
+        req->method = "-";
+    if (!req->request_id[0])
+        hp_random_hex(req->request_id, 8);
     req->keep_alive = false;
     c->close_after_write = true;
     c->busy = true;
