@@ -1744,6 +1744,126 @@ static void test_blobs(void **state)
     expect_status(R, 404);
 }
 
+/* Files in <blob dir>/tmp: uploads in progress (or leaked). */
+static int blob_tmp_files(const server_t *s)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "ls -1 '%s/tmp' 2>/dev/null | wc -l", s->blobs);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+/* Clients that leave mid-way (a long poll, an event stream, an upload, a
+ * download): the server frees what they held and goes on. Under the sanitizer
+ * build, a use after free here shows in the server's log. */
+static void test_clients_going_away(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("away");
+    char id[128];
+    enqueue(q, NULL, id, sizeof(id));
+    for (int round = 0; round < 3; round++) {
+        conn_t lp, sse, up;
+        conn_open(&lp, S.port);
+        char req[256];
+        snprintf(req, sizeof(req), "GET /v1/jobs/%s?wait=20s HTTP/1.1\r\nHost: t\r\n\r\n", id);
+        conn_sends(&lp, req);
+        conn_open(&sse, S.port);
+        conn_sends(&sse, "GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n");
+        conn_open(&up, S.port);
+        conn_sends(&up, "POST /v1/blobs HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n");
+        static char chunk[100000];
+        memset(chunk, 'u', sizeof(chunk));
+        for (int i = 0; i < 10; i++)
+            conn_send(&up, chunk, sizeof(chunk));
+        hp_sleep_ms(300);
+        conn_close(&lp);
+        conn_close(&sse);
+        conn_close(&up);
+    }
+    /* a download cut short */
+    size_t len = 2 * 1000 * 1000;
+    char *data = malloc(len);
+    memset(data, 'd', len);
+    http_len(S.port, "POST", "/v1/blobs", "Content-Type: application/octet-stream\r\n", data, len);
+    expect_status(R, 201);
+    char blob[80], path[128];
+    body_string(R, "id", blob, sizeof(blob));
+    free(data);
+    snprintf(path, sizeof(path), "GET /v1/blobs/%s HTTP/1.1\r\nHost: t\r\n\r\n", blob);
+    for (int i = 0; i < 3; i++) {
+        conn_t c;
+        conn_open(&c, S.port);
+        conn_sends(&c, path);
+        assert_true(read_until(&c, "\r\n\r\n", IO_WAIT_MS));
+        conn_close(&c);
+    }
+    /* the job finishes: nobody is left waiting for it, and nothing breaks */
+    job_list_t got = {0};
+    assert_int_equal(broker_reserve(B, q, 1, 30000, "test", &got), 0);
+    assert_int_equal(got.n, 1);
+    assert_int_equal(broker_ack(B, got.jobs[0]->id, got.jobs[0]->lease_token, NULL, 0), 0);
+    job_list_cleanup(&got);
+    hp_sleep_ms(300);
+    GET("/healthz");
+    expect_status(R, 200);
+    GET(job_path(id, "?wait=1s"));
+    expect_status(R, 200);
+    /* the abandoned uploads left no temp file behind */
+    int left = -1;
+    for (int i = 0; i < 50 && left != 0; i++) {
+        left = blob_tmp_files(&S);
+        if (left != 0)
+            hp_sleep_ms(100);
+    }
+    if (left != 0)
+        fail_msg("%d temp files left in %s/tmp by abandoned uploads", left, S.blobs);
+    assert_log_clean(&S);
+}
+
+/* A server started with no tokens requires them once the first is created
+ * (it looks every 5 s), without a restart. */
+static void test_auth_turns_on_with_first_token(void **state)
+{
+    (void)state;
+    test_redis_t rd;
+    assert_int_equal(test_redis_start(&rd, NULL), 0);
+    server_t s;
+    server_start(&s, rd.url, NULL, NULL);
+    http(s.port, "GET", "/v1/queues", NULL, NULL);
+    expect_status(R, 200);
+    static cli_result_t res;
+    test_cli_run(&res, rd.url, (const char *const[]){"token", "create", "--scope", "read", NULL});
+    assert_int_equal(res.status, 0);
+    int64_t t0 = hp_mono_ms();
+    bool on = false;
+    while (!on && hp_mono_ms() - t0 < 12000) {
+        http(s.port, "GET", "/v1/queues", NULL, NULL);
+        on = R->status == 401;
+        if (!on)
+            hp_sleep_ms(200);
+    }
+    if (!on)
+        fail_msg("12 s after the first token was created, requests without one still pass");
+    char h[160];
+    snprintf(h, sizeof(h), "Authorization: Bearer %.100s\r\n", res.out);
+    http(s.port, "GET", "/v1/queues", h, NULL);
+    expect_status(R, 200);
+    char *log = slurp(s.log);
+    bool leaked = contains(log, res.out);
+    free(log);
+    assert_false(leaked);
+    server_stop_clean(&s);
+    server_cleanup(&s);
+    test_redis_stop(&rd);
+}
+
 /* ---- Health, auth mode, start-up ---- */
 
 static void test_health_and_no_auth_warning(void **state)
@@ -2129,6 +2249,8 @@ int main(void)
         cmocka_unit_test(test_sse_events),
         cmocka_unit_test(test_long_poll_wait),
         cmocka_unit_test(test_blobs),
+        cmocka_unit_test(test_clients_going_away),
+        cmocka_unit_test(test_auth_turns_on_with_first_token),
         cmocka_unit_test(test_non_loopback_without_tokens_refuses),
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_sigterm_with_clients_connected), /* last: stops S */
