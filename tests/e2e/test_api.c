@@ -1609,6 +1609,13 @@ static void test_sse_events(void **state)
     /* bad queue name: 400 */
     GET("/v1/events?queue=bad%2Fname");
     expect_problem(R, 400, "queue");
+    /* a name too long is refused too, not taken for "every queue" */
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/events?queue=%0100d", 0);
+    GET(path);
+    expect_problem(R, 400, "queue");
+    GET("/v1/events?queue=%zz");
+    expect_problem(R, 400, "queue");
 }
 
 static void test_long_poll_wait(void **state)
