@@ -476,8 +476,8 @@ static void on_request(http_req_t *req, void *ctx)
         forbid(ar, true);
         return;
     }
-    if (ar->route->run || ar->verify_bearer)
-        api_submit(ar); /* broker work, or a token to check first */
+    if (ar->route->run || ar->verify_bearer || (ar->has_bearer && ar->token.rate > 0))
+        api_submit(ar); /* broker work, or a token to check or rate-limit first */
     else
         ar->route->finish(ar);
 }
