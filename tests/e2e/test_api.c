@@ -49,6 +49,7 @@
 #define MAX_BODY      (256 * 1024)
 #define MAX_BLOB      (5 * 1000 * 1000)
 #define CORS_ORIGIN   "https://dash.example"
+#define BLOB_ZERO     "0000000000000000000000000000000000000000000000000000000000000000"
 
 extern char **environ;
 
@@ -2007,7 +2008,8 @@ static void test_sigterm_with_clients_connected(void **state)
 static test_redis_t ARD;
 static server_t AS;
 #define ADMIN_ENV_TOKEN "env-admin-token-0123456789abcdef"
-static char tok_submit[TOKEN_MAX], tok_read[TOKEN_MAX], tok_admin[TOKEN_MAX], tok_rate[TOKEN_MAX];
+static char tok_submit[TOKEN_MAX], tok_read[TOKEN_MAX], tok_admin[TOKEN_MAX], tok_rate[TOKEN_MAX],
+    tok_rate2[TOKEN_MAX];
 
 /* `hopper token create ARGS...` against ARD; the token into out, its id into id. */
 static void token_create(char *out, char *id, const char *const *args)
@@ -2046,6 +2048,8 @@ static int auth_setup(void **state)
     token_create(tok_admin, NULL, (const char *const[]){"--scope", "admin", NULL});
     token_create(tok_rate, NULL,
                  (const char *const[]){"--scope", "admin", "--rate", "5", "--burst", "5", NULL});
+    token_create(tok_rate2, NULL,
+                 (const char *const[]){"--scope", "read", "--rate", "5", "--burst", "5", NULL});
     server_spawn(&AS, ARD.url, "127.0.0.1:0", NULL,
                  (const char *const[]){"HOPPER_ADMIN_TOKEN=" ADMIN_ENV_TOKEN, NULL});
     if (server_wait_serving(&AS) != 0) {
@@ -2117,6 +2121,27 @@ static void test_auth_scopes(void **state)
     assert_int_equal(jnum(json_object_get(json_array_get(res, 0), "status")), 201);
     assert_int_equal(jnum(json_object_get(json_array_get(res, 1), "status")) / 100, 4);
     json_decref(doc);
+
+    char path[160];
+    as(tok_admin, "POST", "/v1/jobs", pdf);
+    expect_status(R, 201);
+    char pdf_id[128];
+    body_string(R, "id", pdf_id, sizeof(pdf_id));
+    as(tok_submit, "GET", job_path(pdf_id, NULL), NULL); /* another queue's job */
+    expect_problem(R, 403, NULL);
+    as(tok_submit, "GET", "/v1/jobs?queue=pdf", NULL);
+    expect_problem(R, 403, NULL);
+    as(tok_submit, "GET", "/v1/jobs?queue=email.x", NULL);
+    expect_status(R, 200);
+    as(tok_submit, "GET", "/v1/events", NULL); /* every queue: not its to see */
+    expect_problem(R, 403, NULL);
+    as(tok_submit, "GET", "/v1/events?queue=pdf", NULL);
+    expect_problem(R, 403, NULL);
+    snprintf(path, sizeof(path), "/v1/queues/%s/jobs?state=dead", "email.x");
+    as(tok_submit, "DELETE", path, NULL);
+    expect_problem(R, 403, NULL);
+    as(tok_submit, "DELETE", job_path(id, NULL), NULL);
+    expect_problem(R, 403, NULL);
 
     /* read: */
     as(tok_read, "GET", "/v1/queues", NULL);
@@ -2205,13 +2230,29 @@ static void test_auth_rate_limit(void **state)
         fail_msg("rate 5/s burst 5: %d allowed and %d limited out of 20 quick requests", ok,
                  limited);
     assert_true(atoi(retry) >= 1);
+
+    /* The same on routes with no broker work of their own (a blob, the event
+     * stream), once the token is cached. */
+    ok = limited = 0;
+    for (int i = 0; i < 20; i++) {
+        as(tok_rate2, "GET", "/v1/blobs/" BLOB_ZERO, NULL);
+        if (R->status == 404)
+            ok++;
+        else if (R->status == 429)
+            limited++;
+        else
+            expect_status(R, 404);
+    }
+    if (ok < 5 || limited < 5)
+        fail_msg("rate 5/s burst 5 on GET /v1/blobs/{id}: %d allowed and %d limited out of 20", ok,
+                 limited);
 }
 
 static void test_auth_tokens_never_logged(void **state)
 {
     (void)state;
     char *log = slurp(AS.log);
-    const char *tokens[] = {tok_submit, tok_read, tok_admin, tok_rate, ADMIN_ENV_TOKEN};
+    const char *tokens[] = {tok_submit, tok_read, tok_admin, tok_rate, tok_rate2, ADMIN_ENV_TOKEN};
     for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
         const char *secret = strrchr(tokens[i], '_'); /* the secret part alone */
         if (contains(log, tokens[i]) || (secret && strlen(secret) > 8 && contains(log, secret))) {
