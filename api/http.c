@@ -587,7 +587,9 @@ static int on_headers_complete(llhttp_t *p)
     timer_set(c, TIMER_BODY, s->limits.body_timeout_ms);
     req->has_body = req->content_length > 0 || (p->flags & F_CHUNKED);
     s->app.on_headers(req, s->app.ctx);
-    if (req->answered) /* from the headers alone: the body is not read */
+    /* Answered from the headers alone (the body is not read). An answer frees
+     * req, so look at the connection first, not at req. */
+    if (c->req != req || req->answered)
         return HPE_PAUSED;
     if (req->content_length > req->max_body) {
         char detail[160];

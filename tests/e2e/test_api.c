@@ -824,7 +824,7 @@ static void test_list_pagination(void **state)
     int pages = 0, total = 0;
     char cursor[512] = "";
     for (;;) {
-        char path[768];
+        char path[2048];
         if (cursor[0]) {
             /* the cursor is opaque: percent-encode all of it */
             char enc[512 * 3 + 1] = "";
