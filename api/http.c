@@ -32,7 +32,7 @@ struct http_server_s {
     llhttp_settings_t settings;
     hp_strbuf_t access_log; /* request lines, flushed once per loop iteration */
     uv_check_t log_flush;
-    int open_handles;
+    int open_handles; /* listener, log_flush and every connection not yet freed */
     bool stopping;
 };
 
@@ -750,6 +750,16 @@ static void update_reading(http_conn_t *c)
     }
 }
 
+/* The server is freed once its own handles and every connection are gone: a
+ * connection's close callback may run after http_server_stop's. */
+static void server_release(http_server_t *s)
+{
+    if (--s->open_handles == 0) {
+        hp_strbuf_cleanup(&s->access_log);
+        hp_free(s);
+    }
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     http_conn_t *c = h->data;
@@ -763,6 +773,7 @@ static void on_handle_closed(uv_handle_t *h)
     hp_strbuf_cleanup(&c->value);
     hp_free(c->in);
     hp_free(c);
+    server_release(s);
 }
 
 static void conn_close(http_conn_t *c)
@@ -800,6 +811,7 @@ static void refuse_connection(http_server_t *s)
                                "\"status\":503,\"detail\":\"too many connections\"}";
     http_conn_t *c = hp_calloc(1, sizeof(*c));
     c->server = s;
+    s->open_handles++; /* released when the connection is freed */
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -830,6 +842,7 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     http_conn_t *c = hp_calloc(1, sizeof(*c));
     c->server = s;
+    s->open_handles++; /* released when the connection is freed */
     c->counted = true;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
@@ -894,11 +907,7 @@ http_server_t *http_server_start(uv_loop_t *loop, int fd, const http_limits_t *l
 
 static void on_server_handle_closed(uv_handle_t *h)
 {
-    http_server_t *s = h->data;
-    if (--s->open_handles == 0) {
-        hp_strbuf_cleanup(&s->access_log);
-        hp_free(s);
-    }
+    server_release(h->data);
 }
 
 void http_server_stop(http_server_t *s)
@@ -912,7 +921,7 @@ void http_server_stop(http_server_t *s)
         hp_log_write(s->access_log.data, s->access_log.len);
     hp_strbuf_reset(&s->access_log);
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    if (s->open_handles == 2)
+    if (s->log_flush.data) /* started (not a failed start) */
         uv_close((uv_handle_t *)&s->log_flush, on_server_handle_closed);
 }
 
