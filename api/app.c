@@ -474,10 +474,22 @@ static void on_request(http_req_t *req, void *ctx)
         forbid(ar, true);
         return;
     }
-    if (ar->route->run || ar->verify_bearer)
-        api_submit(ar); /* broker work, or a token to check first */
+    /* From here the executor or the route holds it: if the client goes now, the
+     * answer (which then only frees) still comes, not on_abandon. */
+    req->app = NULL;
+    ar->abandon = NULL;
+    if (ar->route->run || ar->verify_bearer || (ar->has_bearer && ar->token.rate > 0))
+        api_submit(ar); /* broker work, or a token to check or rate-limit first */
     else
         ar->route->finish(ar);
+}
+
+static void on_free(http_req_t *req, void *ctx)
+{
+    (void)ctx;
+    api_req_t *ar = req->data;
+    req->data = NULL;
+    api_req_free(ar);
 }
 
 static void on_abandon(http_req_t *req, void *ctx)
@@ -502,6 +514,7 @@ http_app_t api_http_app(api_loop_t *l)
         .on_headers = on_headers,
         .on_request = on_request,
         .on_abandon = on_abandon,
+        .on_free = on_free,
         .ctx = l,
         .common_headers = l->server->common_headers,
     };

@@ -235,8 +235,13 @@ static void sse_abandon(api_req_t *ar)
 bool api_events_prepare(api_req_t *ar)
 {
     char queue[JOB_QUEUE_NAME_MAX + 8] = "";
-    if (api_query(ar, "queue", queue, sizeof(queue)) && queue[0]) {
-        if (!job_queue_name_valid(queue)) {
+    const char *q = ar->http->query;
+    /* api_query is false for a value too long or malformed as well as for none:
+     * such a filter must be refused, not read as "every queue". */
+    bool named = strncmp(q, "queue=", 6) == 0 || strstr(q, "&queue=") != NULL;
+    bool given = api_query(ar, "queue", queue, sizeof(queue));
+    if ((given && queue[0]) || (!given && named)) {
+        if (!given || !job_queue_name_valid(queue)) {
             api_problem(ar, 400, "queue: 1-64 characters of A-Z a-z 0-9 . _ -");
             return false;
         }

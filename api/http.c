@@ -32,7 +32,7 @@ struct http_server_s {
     llhttp_settings_t settings;
     hp_strbuf_t access_log; /* request lines, flushed once per loop iteration */
     uv_check_t log_flush;
-    int open_handles;
+    int open_handles; /* listener, log_flush and every connection not yet freed */
     bool stopping, draining, flush_started;
 };
 
@@ -173,6 +173,8 @@ static void req_free(http_req_t *req)
 {
     if (!req)
         return;
+    if (req->data && req->server && req->server->app.on_free)
+        req->server->app.on_free(req, req->server->app.ctx); /* ended by this layer */
     for (size_t i = 0; i < req->nheaders; i++) {
         hp_free(req->headers[i].name);
         hp_free(req->headers[i].value);
@@ -448,11 +450,16 @@ static void conn_refuse(http_conn_t *c, int status, const char *detail)
     if (!req) {
         req = hp_calloc(1, sizeof(*req));
         req->conn = c;
+        req->server = c->server;
         req->method = "-";
         req->start_us = hp_mono_us();
         new_request_id(req->request_id);
         c->req = req;
     }
+    if (!req->method) /* refused before the headers were complete */
+        req->method = "-";
+    if (!req->request_id[0])
+        hp_random_hex(req->request_id, 8);
     req->keep_alive = false;
     c->close_after_write = true;
     c->busy = true;
@@ -509,6 +516,7 @@ static int on_message_begin(llhttp_t *p)
     http_conn_t *c = conn_of(p);
     http_req_t *req = hp_calloc(1, sizeof(*req));
     req->conn = c;
+    req->server = c->server;
     req->method = "-"; /* until the headers are in: a refusal before then logs "-" */
     req->content_length = -1;
     req->start_us = hp_mono_us();
@@ -617,7 +625,9 @@ static int on_headers_complete(llhttp_t *p)
     timer_set(c, TIMER_BODY, s->limits.body_timeout_ms);
     req->has_body = req->content_length > 0 || (p->flags & F_CHUNKED);
     s->app.on_headers(req, s->app.ctx);
-    if (req->answered) /* from the headers alone: the body is not read */
+    /* Answered from the headers alone (the body is not read). An answer frees
+     * req, so look at the connection first, not at req. */
+    if (c->req != req || req->answered)
         return HPE_PAUSED;
     if (req->content_length > req->max_body) {
         char detail[160];
@@ -778,6 +788,16 @@ static void update_reading(http_conn_t *c)
     }
 }
 
+/* The server is freed once its own handles and every connection are gone: a
+ * connection's close callback may run after http_server_stop's. */
+static void server_release(http_server_t *s)
+{
+    if (--s->open_handles == 0) {
+        hp_strbuf_cleanup(&s->access_log);
+        hp_free(s);
+    }
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     http_conn_t *c = h->data;
@@ -791,6 +811,7 @@ static void on_handle_closed(uv_handle_t *h)
     hp_strbuf_cleanup(&c->value);
     hp_free(c->in);
     hp_free(c);
+    server_release(s);
 }
 
 static void conn_close(http_conn_t *c)
@@ -828,6 +849,7 @@ static void refuse_connection(http_server_t *s)
                                "\"status\":503,\"detail\":\"too many connections\"}";
     http_conn_t *c = hp_calloc(1, sizeof(*c));
     c->server = s;
+    s->open_handles++; /* released when the connection is freed */
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -843,7 +865,8 @@ static void refuse_connection(http_server_t *s)
                      "Content-Length: %zu\r\n\r\n%s",
                      sizeof(body) - 1, body);
     c->close_after_write = true;
-    conn_write(c, msg, (size_t)n);
+    if (conn_write(c, msg, (size_t)n) && c->write_queued == 0)
+        conn_close(c); /* written at once: no write callback will close it */
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -858,6 +881,7 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     http_conn_t *c = hp_calloc(1, sizeof(*c));
     c->server = s;
+    s->open_handles++; /* released when the connection is freed */
     c->counted = true;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
@@ -923,11 +947,7 @@ http_server_t *http_server_start(uv_loop_t *loop, int fd, const http_limits_t *l
 
 static void on_server_handle_closed(uv_handle_t *h)
 {
-    http_server_t *s = h->data;
-    if (--s->open_handles == 0) {
-        hp_strbuf_cleanup(&s->access_log);
-        hp_free(s);
-    }
+    server_release(h->data);
 }
 
 int http_server_drain(http_server_t *s)

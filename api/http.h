@@ -54,6 +54,7 @@ struct http_req_s {
     int error_status; /* see on_abandon */
     char error_detail[160];
     /* private to http.c */
+    http_server_t *server;
     http_body_mode_t mode;
     int64_t max_body;
     bool answered, streaming, keep_alive, expect_continue, has_body, complete, dispatched;
@@ -72,6 +73,10 @@ typedef struct http_app_s {
      * its state and answers once as usual: an answer to a gone client only frees,
      * and one to a live client should pass on error_status/error_detail. */
     void (*on_abandon)(http_req_t *req, void *ctx);
+    /* A request whose req->data is still set is being freed by this layer (it
+     * answered it itself: a limit, a timeout, a malformed request, or the client
+     * left before the application had it): release what req->data holds. */
+    void (*on_free)(http_req_t *req, void *ctx);
     void *ctx;
     /* Security and other headers added to every response ("Name: value\r\n"...). */
     const char *common_headers;
