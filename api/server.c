@@ -40,6 +40,19 @@ void api_config_init(api_config_t *cfg)
     cfg->max_connections = 10000;
     cfg->maintain_interval_ms = 1000;
     cfg->scheduler = true;
+    cfg->log_level = -1;
+}
+
+static int set_log_level(void *cfg, const char *value, char **errmsg)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            ((api_config_t *)cfg)->log_level = i;
+            return 0;
+        }
+    }
+    return hp_config_bad_value(errmsg, "log-level", "expected debug, info, warn or error", value);
 }
 
 #define OFF(field) offsetof(api_config_t, field)
@@ -74,6 +87,8 @@ static const hp_option_t options[] = {
      "directory of the blob store, shared with workers (default ./hopper-blobs)", NULL},
     {"maintain-interval", HP_OPT_DURATION, OFF(maintain_interval_ms), 0, DAY_MS,
      "how often to promote due jobs and recover expired leases; 0 off (default 1s)", NULL},
+    {"log-level", HP_OPT_CUSTOM, 0, 0, 0,
+     "debug, info (default: one JSON line per request), warn or error", set_log_level},
     {"scheduler", HP_OPT_BOOL, OFF(scheduler), 0, 0,
      "fire schedules from this server (default true; any number of servers may)", NULL},
 };
@@ -446,6 +461,8 @@ static void stop_loops(api_server_t *s)
 int api_server_run(const api_config_t *cfg)
 {
     hp_log_set_json(true);
+    if (cfg->log_level >= 0)
+        hp_log_set_level((hp_log_level_t)cfg->log_level);
     api_metrics_init();
     api_server_t *s = hp_calloc(1, sizeof(*s));
     s->cfg = *cfg;
