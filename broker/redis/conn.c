@@ -203,10 +203,33 @@ static int connect_now(rconn_t *c, broker_t *b)
 
 /* ---- Commands ---- */
 
+/* Whether a connection that sat idle was closed by the server meanwhile (Redis
+ * restarted, a timeout, a proxy): a request/response connection never has
+ * unasked-for bytes, so readable means EOF or an error. Checking costs a syscall,
+ * so only after a second of idleness: a busy connection is known to be alive, and
+ * a dead idle one would otherwise fail the first command sent after a restart
+ * with "the last command may or may not have run", which is not so. */
+#define IDLE_CHECK_MS 1000
+
+static bool closed_while_idle(rconn_t *c)
+{
+    int64_t now = hp_mono_ms();
+    bool idle = now - c->last_used_ms >= IDLE_CHECK_MS;
+    c->last_used_ms = now;
+    if (!idle)
+        return false;
+    struct pollfd pfd = {.fd = c->ctx->fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
+}
+
 int broker__rconn_pipeline(rconn_t *c, broker_t *b, const rcmd_t *cmds, size_t n,
                            redisReply **replies)
 {
     memset(replies, 0, n * sizeof(*replies));
+    if (c->ctx && closed_while_idle(c)) {
+        drop(c);
+        c->next_try_ms = 0; /* reconnect now: this is not a failing server */
+    }
     if (!c->ctx) {
         int err = connect_now(c, b);
         if (err)

@@ -85,9 +85,10 @@ typedef struct rconn_s {
     int db;
     int connect_timeout_ms;
     int command_timeout_ms;
-    redisContext *ctx;   /* NULL while disconnected */
-    int64_t next_try_ms; /* monotonic: no reconnect attempt before this */
-    char where[160];     /* "127.0.0.1:6379" or the socket path, for messages */
+    redisContext *ctx;    /* NULL while disconnected */
+    int64_t next_try_ms;  /* monotonic: no reconnect attempt before this */
+    int64_t last_used_ms; /* monotonic: the last command sent */
+    char where[160];      /* "127.0.0.1:6379" or the socket path, for messages */
 } rconn_t;
 
 /* Parses a URL into c; on failure writes errbuf and returns HP_EINVAL. */

@@ -85,6 +85,29 @@ static void reconnects_after_redis_restarts(void **state)
     test_redis_stop(&server);
 }
 
+/* A connection left idle while Redis restarted: the next call notices the old
+ * socket is closed and reconnects first, rather than failing with "may or may not
+ * have run" (it had not run: the server that could have run it was gone). */
+static void idle_connection_survives_a_redis_restart(void **state)
+{
+    (void)state;
+    test_redis_t server;
+    assert_int_equal(test_redis_start(&server, NULL), 0);
+    broker_t *b = open_ok(server.url);
+    assert_int_equal(broker_ping(b), 0);
+    assert_int_equal(test_redis_restart(&server), 0);
+    hp_sleep_ms(1100); /* idle past the check's threshold */
+    const char *q = test_queue_name("idle");
+    enqueue_result_t res;
+    job_spec_t spec = {.queue = q, .type = "t"};
+    assert_int_equal(broker_enqueue(b, &spec, 1, &res), 0);
+    job_t *job;
+    assert_int_equal(broker_get(b, res.id, &job), 0);
+    job_free(job);
+    broker_close(b);
+    test_redis_stop(&server);
+}
+
 /* With Redis's own durability on (appendfsync always), every job whose enqueue
  * returned 0 is there after Redis is killed with SIGKILL and started again. */
 static void acknowledged_jobs_survive_a_redis_crash(void **state)
@@ -210,6 +233,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(unreachable_redis_is_a_clear_error),
         cmocka_unit_test(reconnects_after_redis_restarts),
+        cmocka_unit_test(idle_connection_survives_a_redis_restart),
         cmocka_unit_test(acknowledged_jobs_survive_a_redis_crash),
         cmocka_unit_test(flushed_scripts_are_reloaded),
         cmocka_unit_test(evicting_redis_warns_or_is_refused),
