@@ -285,6 +285,12 @@ static void definitions_are_checked(void **state)
     s->job = hp_strdup("{\"queue\":");
     expect_refused(s, HP_EINVAL, "job: not valid JSON");
     hp_free(s->job);
+    s->job = hp_strdup("[1, 2]");
+    expect_refused(s, HP_EINVAL, "job: ");
+    hp_free(s->job);
+    s->job = hp_sprintf("{\"queue\":\"%s\"}", queue);
+    expect_refused(s, HP_EINVAL, "job: type");
+    hp_free(s->job);
     s->job = hp_strdup("{\"queue\":\"other\",\"type\":\"x\"}");
     expect_refused(s, HP_EINVAL, "not the job template's queue");
     hp_free(s->job);
