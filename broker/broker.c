@@ -540,9 +540,8 @@ static int check_template(broker_t *b, const schedule_t *s)
     job_spec_json_t js;
     char why[200];
     err = job_spec_from_json(s->job, len, &js, why, sizeof(why));
-    if (err)
-        return broker__error(b, err, "job: %s", why);
-    err = broker__validate_spec(&js.spec, b->max_payload, why, sizeof(why));
+    if (!err)
+        err = broker__validate_spec(&js.spec, b->max_payload, why, sizeof(why));
     if (err)
         broker__error(b, err, "job: %s", why);
     else if (strcmp(js.spec.queue, s->queue) != 0)

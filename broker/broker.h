@@ -491,7 +491,14 @@ typedef enum {
  * next_fire_ms = next_ms, and record the run. The job carries the schedule and
  * tick (spec->schedule, spec->schedule_tick_ms are set by the broker). `job_id`
  * gets the new job's id ("" when none). With tick_ms 0 this is "trigger now":
- * enqueue at once, next_fire_ms untouched, no compare.
+ * enqueue at once, next_fire_ms untouched, no compare (and no overlap check: a
+ * person asked); HP_ENOTFOUND when the schedule is not in spec->queue.
+ * The schedule is found in spec->queue's slot: a spec for another queue (a stale
+ * template) answers SCHEDULE_LOST. With `missed`, spec may be NULL.
+ * A tick already fired (next_fire_ms set back to it by a put) enqueues nothing:
+ * next_fire_ms moves, the outcome is SCHEDULE_LOST and job_id the first job's.
+ * The broker does not apply jitter_ms: the caller delays spec (delay_ms) itself.
+ * A queue at its max length refuses the fire (HP_EFULL) and nothing moves.
  */
 int broker_schedule_fire(broker_t *b, const char *name, int64_t tick_ms, int64_t next_ms,
                          bool missed, const job_spec_t *spec, schedule_fire_t *outcome,

@@ -18,10 +18,19 @@
  *   hopper:{q}:prog, :logs        hash ulid -> "<percent>|<message>"; ulid -> JSON lines
  *   hopper:{q}:i:<key>            idempotency key -> "<request hash>|<job id>", 24 h TTL
  *   hopper:{q}:rt                 hash run-time bucket index (0-12) -> count, "sum" -> ms
+ *   hopper:{q}:schedule:<name>    hash: a schedule whose template enqueues to q (cron,
+ *                                 tz, job, paused, misfire, overlap, jitter_ms,
+ *                                 next_fire_ms, last_fire_ms, last_job_id, created_ms,
+ *                                 updated_ms, version, history JSON newest first)
+ *   hopper:{q}:stick:<name>:<tick>   a fired tick's guard -> its job id, kept a day
+ *   hopper:schedules              hash schedule name -> queue (a directory)
+ *   hopper:schedules:version      counter bumped by every schedule put, pause, delete
  *   hopper:workers, hopper:worker:<id>   zset id -> last beat; info JSON with a TTL
  *   hopper:tokens                 hash token id -> JSON record (SHA-256 of the token)
  *   hopper:rl:<key>               rate limit: the next request's GCRA time, with a TTL
  *   channel hopper:events         one JSON event per state change (PUBLISH)
+ * The schedule keys are new keys, not a change to existing ones: layout 1 holds
+ * them, and a Redis without them simply has no schedules.
  * Upgrades: none yet. A change to this layout bumps REDIS_SCHEMA_VERSION and adds
  * its upgrade step here.
  */
