@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "api/internal.h"
-#include "api/blobstore.h"
 #include "api/multipart.h"
 
 #define DOWNLOAD_CHUNK (256 * 1024)

@@ -20,7 +20,6 @@
 
 #include "api/internal.h"
 #include "scheduler/scheduler.h"
-#include "api/blobstore.h"
 #include "api/metrics_http.h"
 
 #define AUTH_REFRESH_MS 5000

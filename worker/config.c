@@ -48,6 +48,10 @@ static const hp_option_t options[] = {
      "address-space limit (MiB) of a forked job, when its plugin set none", NULL},
     {"plugin-config", HP_OPT_STRING, OFF(plugin_config), 0, 0,
      "JSON object of per-plugin settings: {\"email\": {...}}", NULL},
+    {"blob-dir", HP_OPT_STRING, OFF(blob_dir), 0, 0,
+     "directory of the blob store shared with hopper server (default ./hopper-blobs)", NULL},
+    {"max-blob", HP_OPT_INT64, OFF(max_blob), 1, 1LL << 40,
+     "largest blob a plugin may create, in bytes (default 1 GiB)", NULL},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -72,6 +76,7 @@ void worker_config_init(worker_config_t *cfg)
     cfg->grace_ms = 25000;
     cfg->timeout_ms = 30LL * 60 * 1000;
     cfg->timeout_grace_ms = 5000;
+    cfg->max_blob = 1LL << 30;
     cfg->max_restart_backoff_ms = 10000;
 }
 
@@ -79,6 +84,7 @@ void worker_config_cleanup(worker_config_t *cfg)
 {
     hp_free(cfg->redis_url);
     hp_free(cfg->plugin_config);
+    hp_free(cfg->blob_dir);
     hp_free(cfg->fork_types);
     for (size_t i = 0; i < cfg->nplugins; i++)
         hp_free(cfg->plugins[i]);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,100 @@ static hopper_status_t h_set_failure(hopper_job_t *j, hopper_fail_kind_t kind, c
     return kind == HOPPER_FAIL_PERMANENT ? HOPPER_FAIL : HOPPER_RETRY;
 }
 
+/* ---- Blobs ---- */
+
+/* Opened on first use, so a worker whose plugins use no blobs never creates the
+ * directory; once per worker process. */
+static pthread_mutex_t blob_lock = PTHREAD_MUTEX_INITIALIZER;
+static blobstore_t *blob_store;
+static char *blob_dir;
+static int64_t blob_max;
+static bool blob_failed;
+
+void worker__blobs_configure(const char *dir, int64_t max_bytes)
+{
+    hp_free(blob_dir);
+    blob_dir = hp_strdup(dir ? dir : "hopper-blobs");
+    blob_max = max_bytes;
+}
+
+static blobstore_t *store(void)
+{
+    pthread_mutex_lock(&blob_lock);
+    if (!blob_store && !blob_failed && blob_dir) {
+        char err[256];
+        blob_store = blobstore_open(blob_dir, err, sizeof(err));
+        if (!blob_store) {
+            blob_failed = true; /* said once; every blob call then fails */
+            hp_error("blob store %s: %s", blob_dir, err);
+        }
+    }
+    pthread_mutex_unlock(&blob_lock);
+    return blob_store;
+}
+
+/* The job keeps strings it hands out until it is freed. */
+static const char *keep(hopper_job_t *j, char *s)
+{
+    if (!s)
+        return NULL;
+    j->kept = hp_realloc(j->kept, (j->nkept + 1) * sizeof(*j->kept));
+    j->kept[j->nkept++] = s;
+    return s;
+}
+
+static int h_blob_open(hopper_job_t *j, const char *id, long long *size, const char **ctype)
+{
+    blob_info_t info;
+    int fd = -1;
+    if (!id || !store() || blob_open_read(blob_store, id, &fd, &info) != 0)
+        return -1;
+    if (size)
+        *size = info.size;
+    if (ctype)
+        *ctype = keep(j, hp_strdup(info.content_type));
+    return fd;
+}
+
+static const char *h_blob_path(hopper_job_t *j, const char *id)
+{
+    blob_info_t info;
+    if (!id || !store() || blob_stat(blob_store, id, &info) != 0)
+        return NULL;
+    return keep(j, blob_path(blob_store, id));
+}
+
+static hopper_blob_writer_t *h_blob_create(hopper_job_t *j, const char *content_type)
+{
+    (void)j;
+    blob_writer_t *w = NULL;
+    if (!store() || blob_write_begin(blob_store, content_type ? content_type : BLOB_DEFAULT_TYPE,
+                                     blob_max, &w) != 0)
+        return NULL;
+    return (hopper_blob_writer_t *)w;
+}
+
+static int h_blob_write(hopper_blob_writer_t *w, const void *data, size_t len)
+{
+    return blob_write((blob_writer_t *)w, data, len) == 0 ? 0 : -1;
+}
+
+static int h_blob_commit(hopper_blob_writer_t *w, char id[65], long long *size)
+{
+    blob_info_t info;
+    if (blob_write_commit((blob_writer_t *)w, &info) != 0)
+        return -1;
+    memcpy(id, info.id, BLOB_ID_LEN + 1);
+    if (size)
+        *size = info.size;
+    return 0;
+}
+
+static void h_blob_abort(hopper_blob_writer_t *w)
+{
+    blob_write_abort((blob_writer_t *)w);
+}
+
 static const hopper_host_api_t host_api = {
     .abi_version = HOPPER_ABI_VERSION,
     .size = sizeof(hopper_host_api_t),
@@ -186,6 +281,12 @@ static const hopper_host_api_t host_api = {
     .log = h_log,
     .set_result = h_set_result,
     .set_failure = h_set_failure,
+    .blob_open = h_blob_open,
+    .blob_path = h_blob_path,
+    .blob_create = h_blob_create,
+    .blob_write = h_blob_write,
+    .blob_commit = h_blob_commit,
+    .blob_abort = h_blob_abort,
 };
 
 const hopper_host_api_t *worker__host_api(void)
@@ -216,6 +317,9 @@ void worker__job_free(hopper_job_t *hj)
     hp_free(hj->result);
     hp_free(hj->failure);
     json_decref(hj->doc);
+    for (size_t i = 0; i < hj->nkept; i++)
+        hp_free(hj->kept[i]);
+    hp_free(hj->kept);
     hp_free(hj);
 }
 

@@ -101,9 +101,13 @@ struct hopper_job {
     worker_report_cb report;
     void *report_ctx;
     size_t max_result;
+    char **kept; /* strings handed to the plugin, freed with the job */
+    size_t nkept;
 };
 
 const hopper_host_api_t *worker__host_api(void);
+/* Where the host's blob functions find the store (opened on first use). */
+void worker__blobs_configure(const char *dir, int64_t max_bytes);
 struct hopper_job *worker__job_new(job_t *job, const worker_type_t *type, int64_t deadline_ms,
                                    size_t max_result);
 void worker__job_free(struct hopper_job *hj);

@@ -595,6 +595,7 @@ void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int 
     snprintf(wp->id, sizeof(wp->id), "%.100s:%d", host, (int)getpid());
     wp->started_ms = hp_now_ms();
     char *msg = NULL;
+    worker__blobs_configure(cfg->blob_dir, cfg->max_blob);
     if (worker__plugins_load(&wp->plugins, cfg->plugins, cfg->nplugins, cfg->plugin_config, &msg) ||
         worker__plugins_apply_config(&wp->plugins, cfg, &msg)) {
         fprintf(stderr, "hopper worker: %s\n", msg);

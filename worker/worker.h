@@ -37,6 +37,8 @@ typedef struct worker_config_s {
     char *plugins[WORKER_PLUGINS_MAX]; /* .so files or directories of them */
     size_t nplugins;
     char *plugin_config;      /* JSON object text: {"<plugin>": {...}} or NULL */
+    char *blob_dir;           /* the blob store shared with the API; default ./hopper-blobs */
+    int64_t max_blob;         /* largest blob a plugin may create */
     char *fork_types;         /* comma-separated job types to run with FORK isolation */
     int64_t fork_cpu_ms;      /* their CPU limit when the plugin set none; 0: none */
     int fork_memory_mb;       /* their address-space limit when the plugin set none */

@@ -48,12 +48,13 @@ extern "C" {
 #endif
 
 #define HOPPER_ABI_VERSION_MAJOR 1
-#define HOPPER_ABI_VERSION_MINOR 0
+#define HOPPER_ABI_VERSION_MINOR 1
 #define HOPPER_ABI_VERSION       ((HOPPER_ABI_VERSION_MAJOR << 16) | HOPPER_ABI_VERSION_MINOR)
 
 /* Opaque: the job being handled, and the plugin being initialised. */
 typedef struct hopper_job hopper_job_t;
 typedef struct hopper_plugin hopper_plugin_t;
+typedef struct hopper_blob_writer hopper_blob_writer_t;
 
 /* What a handler returns; use hopper_succeed/hopper_fail to set the details. */
 typedef enum {
@@ -156,6 +157,23 @@ typedef struct hopper_host_api {
         __attribute__((format(printf, 3, 4)))
 #endif
         ;
+
+    /* -- Blobs (ABI 1.1; check with HOPPER_HAS(blob_open)) --
+     * Files in the blob store the API and the workers share (the worker's
+     * --blob-dir), named by the SHA-256 of their bytes (64 lowercase hex digits).
+     * Strings returned are valid until the handler returns. */
+    /* Opens blob `id` for reading: a file descriptor the plugin closes, or -1 when
+     * there is no such blob or the id is malformed. size and content_type may be NULL. */
+    int (*blob_open)(hopper_job_t *job, const char *id, long long *size, const char **content_type);
+    /* The blob's file path, for libraries that want a name; NULL as blob_open's -1. */
+    const char *(*blob_path)(hopper_job_t *job, const char *id);
+    /* A new blob: write it, then commit (or abort). NULL if the store cannot. */
+    hopper_blob_writer_t *(*blob_create)(hopper_job_t *job, const char *content_type);
+    /* 0, or -1 (past the worker's blob size limit, or a disk error: then abort). */
+    int (*blob_write)(hopper_blob_writer_t *w, const void *data, size_t len);
+    /* Makes it visible under its id (written to id, 65 bytes); 0 or -1. Frees w. */
+    int (*blob_commit)(hopper_blob_writer_t *w, char id[65], long long *size);
+    void (*blob_abort)(hopper_blob_writer_t *w);
 } hopper_host_api_t;
 
 /* The one symbol a plugin exports. Returns 0, or nonzero with *errmsg set to a
@@ -267,6 +285,31 @@ static inline hopper_status_t hopper_succeed(hopper_job_t *job, const char *json
         return hopper__api->set_failure(job, HOPPER_FAIL_PERMANENT,
                                         "the handler's result is not JSON or is too large");
     return HOPPER_OK;
+}
+static inline int hopper_blob_open(hopper_job_t *job, const char *id, long long *size,
+                                   const char **content_type)
+{
+    return hopper__api->blob_open(job, id, size, content_type);
+}
+static inline const char *hopper_blob_path(hopper_job_t *job, const char *id)
+{
+    return hopper__api->blob_path(job, id);
+}
+static inline hopper_blob_writer_t *hopper_blob_create(hopper_job_t *job, const char *content_type)
+{
+    return hopper__api->blob_create(job, content_type);
+}
+static inline int hopper_blob_write(hopper_blob_writer_t *w, const void *data, size_t len)
+{
+    return hopper__api->blob_write(w, data, len);
+}
+static inline int hopper_blob_commit(hopper_blob_writer_t *w, char id[65], long long *size)
+{
+    return hopper__api->blob_commit(w, id, size);
+}
+static inline void hopper_blob_abort(hopper_blob_writer_t *w)
+{
+    hopper__api->blob_abort(w);
 }
 #define hopper_log(job, level, ...) hopper__api->log((job), (level), __VA_ARGS__)
 /* Sets the failure message; returns HOPPER_RETRY or HOPPER_FAIL to match `kind`. */

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "broker/broker.h"
 #include "tests/support/test_cli.h"
@@ -1361,6 +1362,57 @@ static size_t count_lines_equal(const char *text, const char *line, size_t *othe
     return n;
 }
 
+/* Plugins read and write the blob store through the host (ABI 1.1). */
+static void test_blobs(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hopper-test-blobs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    blobstore_t *bs = blobstore_open(dir, err, sizeof(err));
+    assert_non_null(bs);
+    blob_writer_t *bw = NULL;
+    assert_int_equal(blob_write_begin(bs, "text/plain", 1 << 20, &bw), 0);
+    assert_int_equal(blob_write(bw, "hello, blob", 11), 0);
+    blob_info_t in;
+    assert_int_equal(blob_write_commit(bw, &in), 0);
+
+    const char *q = test_queue_name("blobs");
+    worker_t *w = START_WORKER(q, 1, 2, "--blob-dir", dir);
+    char payload[128];
+    snprintf(payload, sizeof(payload), "{\"in\":\"%s\"}", in.id);
+    jid_t ok = ENQ(.queue = q, .type = "test.blob", .payload = payload);
+    jid_t missing = ENQ(.queue = q, .type = "test.blob",
+                        .payload = "{\"in\":\"0000000000000000000000000000000000000000000000000000"
+                                   "000000000000\"}");
+    jid_t traversal =
+        ENQ(.queue = q, .type = "test.blob", .payload = "{\"in\":\"../../etc/passwd\"}");
+    job_t *j = wait_state(ok.s, JOB_STATE_SUCCEEDED, WAIT_MS);
+    json_t *result = json_loads(j->result, 0, NULL);
+    const char *out = json_string_value(json_object_get(result, "out"));
+    assert_non_null(out);
+    assert_int_equal(json_integer_value(json_object_get(result, "size")), 11);
+    int fd = -1;
+    blob_info_t info;
+    assert_int_equal(blob_open_read(bs, out, &fd, &info), 0);
+    char back[32] = "";
+    assert_int_equal(read(fd, back, sizeof(back)), 11);
+    close(fd);
+    assert_memory_equal(back, "bolb ,olleh", 11);
+    assert_string_equal(info.content_type, "text/plain");
+    json_decref(result);
+    job_free(j);
+    j = wait_state(missing.s, JOB_STATE_DEAD, WAIT_MS);
+    job_free(j);
+    j = wait_state(traversal.s, JOB_STATE_DEAD, WAIT_MS);
+    job_free(j);
+    stop_worker_ok(w, STOP_WAIT_MS);
+    blobstore_close(bs);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_shutdown_hook(void **state)
 {
     (void)state;
@@ -1418,6 +1470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

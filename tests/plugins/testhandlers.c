@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 HOPPER_EXPORT int hopper_plugin_init(const hopper_host_api_t *api, hopper_plugin_t *plugin,
@@ -188,6 +189,50 @@ static hopper_status_t handle_config(hopper_job_t *job, void *ctx)
     return HOPPER_OK;
 }
 
+/* test.blob: {"in": "<blob id>"} -> a new blob with the bytes reversed, result
+ * {"out": "<id>", "size": N}. Exercises every host blob function. */
+static hopper_status_t handle_blob(hopper_job_t *job, void *ctx)
+{
+    (void)ctx;
+    const char *in = hopper_payload_string(job, "in");
+    long long size = 0;
+    const char *ctype = NULL;
+    int fd = in ? hopper_blob_open(job, in, &size, &ctype) : -1;
+    if (fd < 0)
+        return hopper_fail(job, HOPPER_FAIL_PERMANENT, "test.blob: no blob %s", in ? in : "-");
+    if (!hopper_blob_path(job, in)) {
+        close(fd);
+        return hopper_fail(job, HOPPER_FAIL_PERMANENT, "test.blob: no path for %s", in);
+    }
+    char *data = malloc(size ? (size_t)size : 1);
+    ssize_t got = data ? read(fd, data, (size_t)size) : -1;
+    close(fd);
+    if (got != size) {
+        free(data);
+        return hopper_fail(job, HOPPER_FAIL_RETRYABLE, "test.blob: short read");
+    }
+    for (long long i = 0; i < size / 2; i++) {
+        char t = data[i];
+        data[i] = data[size - 1 - i];
+        data[size - 1 - i] = t;
+    }
+    hopper_blob_writer_t *w = hopper_blob_create(job, ctype);
+    if (!w || hopper_blob_write(w, data, (size_t)size) != 0) {
+        if (w)
+            hopper_blob_abort(w);
+        free(data);
+        return hopper_fail(job, HOPPER_FAIL_RETRYABLE, "test.blob: cannot write");
+    }
+    free(data);
+    char id[65];
+    long long out_size = 0;
+    if (hopper_blob_commit(w, id, &out_size) != 0)
+        return hopper_fail(job, HOPPER_FAIL_RETRYABLE, "test.blob: cannot commit");
+    char result[160];
+    snprintf(result, sizeof(result), "{\"out\":\"%s\",\"size\":%lld}", id, out_size);
+    return hopper_succeed(job, result);
+}
+
 static void on_shutdown(void *arg)
 {
     (void)arg;
@@ -221,6 +266,7 @@ static const hopper_job_type_t types[] = {
      .handle = handle_crash,
      .isolation = HOPPER_ISOLATION_FORK},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.config", .handle = handle_config},
+    {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.blob", .handle = handle_blob},
 };
 
 static int init_error(char **errmsg, const char *what, const char *name)

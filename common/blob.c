@@ -16,6 +16,7 @@
  *   size=<bytes>
  *   created_ms=<Unix ms>
  */
+#include "common/common.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,8 +28,6 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-
-#include "api/blobstore.h"
 
 #define META_MAGIC    "hopper-blob-meta 1\n"
 #define META_MAX      1024 /* bytes of sidecar we read */

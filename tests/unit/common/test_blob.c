@@ -1,4 +1,5 @@
 /* Unit tests for api/blobstore.c: ids, limits, dedup, aborts, crash leftovers. */
+#include "common/common.h"
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +15,6 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "api/blobstore.h"
 
 /* ---- Fixture: a fresh store in a private temp directory ---- */
 
