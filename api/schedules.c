@@ -96,7 +96,17 @@ void api_schedule_run_put(api_req_t *ar, broker_t *b)
 {
     schedule_t *want = ar->state, *have = NULL;
     bool created = false;
-    int err = broker_schedule_put(b, want, &created);
+    /* The same definition again changes nothing: its next fire stays, so a client
+     * that PUTs on every deploy neither skips nor repeats a tick. */
+    int err = broker_schedule_get(b, want->name, &have);
+    if (err == 0 && sched_same_definition(have, want)) {
+        set_schedule(ar, 200, have);
+        schedule_free(have);
+        return;
+    }
+    schedule_free(have);
+    have = NULL;
+    err = err == HP_ENOTFOUND || err == 0 ? broker_schedule_put(b, want, &created) : err;
     if (!err)
         err = broker_schedule_get(b, want->name, &have);
     if (err) {

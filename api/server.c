@@ -89,7 +89,7 @@ static const hp_option_t options[] = {
     {"log-level", HP_OPT_CUSTOM, 0, 0, 0,
      "debug, info (default: one JSON line per request), warn or error", set_log_level},
     {"scheduler", HP_OPT_BOOL, OFF(scheduler), 0, 0,
-     "fire schedules from this server (default true; any number of servers may)", NULL},
+     "fire schedules from this server (default true; --scheduler=false not)", NULL},
 };
 
 static const char *const env_renames[] = {"HOPPER_REDIS", "HOPPER_REDIS_URL", NULL};
@@ -528,7 +528,7 @@ int api_server_run(const api_config_t *cfg)
     if (cfg->scheduler)
         s->sched = sched_start(&bc, schedules_json);
     else if (schedules_json)
-        hp_warn("--scheduler false: the config file's schedules are not applied by this server");
+        hp_warn("--scheduler=false: the config file's schedules are not applied by this server");
     hp_free(schedules_json);
     s->nloops = cfg->threads;
     s->loops = hp_calloc((size_t)s->nloops, sizeof(*s->loops));

@@ -16,7 +16,7 @@
     XX(OK, 0, "success")                                                                           \
     XX(FAILURE, 1, "failed for another reason")                                                    \
     XX(USAGE, 2, "bad arguments or bad input")                                                     \
-    XX(NOT_FOUND, 3, "no such job or queue")                                                       \
+    XX(NOT_FOUND, 3, "no such job, queue or schedule")                                             \
     XX(STATE, 4, "not allowed in the job's state, or the lease was lost")                          \
     XX(FULL, 5, "queue full or broker out of memory")                                              \
     XX(UNAVAILABLE, 6, "broker unreachable")                                                       \
@@ -86,6 +86,8 @@ int cli_worker(const cli_verb_t *verb, int argc, char **argv);
 int cli_token(const cli_verb_t *verb, int argc, char **argv); /* create, list, revoke */
 int cli_server(const cli_verb_t *verb, int argc, char **argv);
 int cli_cron(const cli_verb_t *verb, int argc, char **argv); /* cron next, cron explain */
+/* schedule list, get, set, delete, trigger, pause, resume */
+int cli_schedule(const cli_verb_t *verb, int argc, char **argv);
 
 /* ---- Configuration of long-running verbs (config_flow.c) ----
  * Applies --config FILE (keys in file_skip_keys left alone), then HOPPER_*
@@ -96,6 +98,7 @@ int cli_config_load(const cli_verb_t *verb, const hp_option_table_t *table, void
                     const char **config_file);
 
 extern const struct option cli_enqueue_options[], cli_job_options[], cli_jobs_options[],
-    cli_plain_options[], cli_stats_options[], cli_token_options[], cli_cron_options[];
+    cli_plain_options[], cli_stats_options[], cli_token_options[], cli_cron_options[],
+    cli_schedule_options[];
 
 #endif

@@ -78,6 +78,15 @@ static const cli_verb_t verbs[] = {
      "  (EXPR: 5 fields, or 6 with seconds first, or a macro like @daily; quote it;\n"
      "   see docs/scheduling.md)\n",
      cli_cron_options, cli_cron},
+    {"schedule", "SUB", "recurring jobs: list, get, set, delete, trigger, pause, resume",
+     "  hopper schedule list [--json]\n"
+     "  hopper schedule get NAME\n"
+     "  hopper schedule set NAME --cron EXPR [--tz ZONE] (--job JSON | --queue Q --type T\n"
+     "                   [--payload JSON]) [--misfire skip|once] [--overlap allow|skip]\n"
+     "                   [--jitter DUR] [--paused]\n"
+     "  hopper schedule delete|trigger|pause|resume NAME\n"
+     "  (hopper schedule SUB --help, for each one's options; docs/scheduling.md)\n",
+     cli_schedule_options, cli_schedule},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 

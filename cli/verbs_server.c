@@ -9,13 +9,18 @@
 #include "api/api.h"
 #include "cli/cli.h"
 
+/* Keys of the config file that are not options: api_server_run reads them. */
+static const char *const file_only_keys[] = {"schedules", NULL};
+
 int cli_server(const cli_verb_t *verb, int argc, char **argv)
 {
     api_config_t cfg;
     api_config_init(&cfg);
     const char *file;
-    int rc = cli_config_load(verb, api_config_table(), &cfg, NULL, argc, argv, &cfg.strict, &file);
+    int rc = cli_config_load(verb, api_config_table(), &cfg, file_only_keys, argc, argv,
+                             &cfg.strict, &file);
     if (rc < 0) {
+        cfg.config_file = file; /* its "schedules" are applied by the server */
         int err = api_server_run(&cfg);
         rc = err ? cli_exit_for(err) : CLI_EXIT_OK;
     }

@@ -208,8 +208,9 @@ void hp_config_print_help(const hp_option_table_t *t);
 /* The option called `name` ('_' standing for '-'), or NULL. */
 const hp_option_t *hp_config_find(const hp_option_table_t *t, const char *name);
 
-/* getopt_long options: one per table entry (required_argument unless BOOL; val = 0x1000 + index)
- * followed by `extra` (terminated by a zero entry); hp_free the result. */
+/* getopt_long options: one per table entry (required_argument; for BOOL optional, so
+ * --flag or --flag=false; val = 0x1000 + index) followed by `extra` (terminated by a
+ * zero entry); hp_free the result. */
 struct option *hp_config_getopt(const hp_option_table_t *t, const struct option *extra);
 
 /* For HP_OPT_CUSTOM setters, so their messages read like the engine's: sets *errmsg (if

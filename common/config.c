@@ -124,9 +124,10 @@ struct option *hp_config_getopt(const hp_option_table_t *t, const struct option 
         nextra++;
     struct option *opts = hp_calloc(t->n + nextra + 1, sizeof(*opts)); /* zeroed: terminated */
     for (size_t i = 0; i < t->n; i++)
-        opts[i] = (struct option){t->opts[i].name,
-                                  t->opts[i].type == HP_OPT_BOOL ? no_argument : required_argument,
-                                  NULL, HP_CONFIG_OPT_BASE + (int)i};
+        /* A bool flag alone means true; --flag=false turns it off. */
+        opts[i] = (struct option){
+            t->opts[i].name, t->opts[i].type == HP_OPT_BOOL ? optional_argument : required_argument,
+            NULL, HP_CONFIG_OPT_BASE + (int)i};
     for (size_t i = 0; i < nextra; i++)
         opts[t->n + i] = extra[i];
     return opts;

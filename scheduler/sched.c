@@ -82,8 +82,8 @@ static void fire_due(broker_t *b, loaded_t *l, size_t i, int64_t now)
         job_spec_json_cleanup(&js);
         return;
     }
-    if (s->jitter_ms > 0 && !missed)
-        js.spec.delay_ms = (int64_t)random_below((uint64_t)s->jitter_ms + 1);
+    if (s->jitter_ms > 0 && !missed && !js.spec.run_at_ms) /* on top of the template's delay */
+        js.spec.delay_ms += (int64_t)random_below((uint64_t)s->jitter_ms + 1);
     schedule_fire_t outcome;
     char id[JOB_ID_MAX] = "";
     int err = broker_schedule_fire(b, s->name, tick, next, missed, &js.spec, &outcome, id);

@@ -303,7 +303,7 @@ static void getopt_table(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(o[i].name, demo_opts[i].name);
         assert_int_equal(o[i].has_arg,
-                         demo_opts[i].type == HP_OPT_BOOL ? no_argument : required_argument);
+                         demo_opts[i].type == HP_OPT_BOOL ? optional_argument : required_argument);
         assert_null(o[i].flag);
         assert_int_equal(o[i].val, 0x1000 + (int)i);
     }
