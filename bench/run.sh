@@ -128,17 +128,30 @@ baseline() { # redis-benchmark, parsed into requests/s
 # ---- HTTP: hopper server under wrk (keep-alive), POST /v1/jobs and GET /v1/jobs/{id} ----
 HTTP_BODY='{"queue":"bench","type":"noop","payload":{"to":"a@example.com","n":1}}'
 http_bench() { # run
-    local run=$1 hport log="$TMP/server.log" spid id
-    hport=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    local run=$1 hport log="$TMP/server.log" spid id up=0
+    for _ in $(seq 1 20); do
+        hport=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port_in_use "$hport" || break
+    done
     HOPPER_LOG_LEVEL=warn "$BUILD_DIR/cli/hopper" server --listen "127.0.0.1:$hport" \
-        --redis "$URL" --blob-dir "$TMP/blobs" 2>"$log" &
+        --redis "$URL" --blob-dir "$TMP/blobs" --scheduler=false 2>"$log" &
     spid=$!
-    for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$hport/healthz" >/dev/null 2>&1 && break
+    for _ in $(seq 1 200); do
+        if curl -sf "http://127.0.0.1:$hport/healthz" >/dev/null 2>&1; then up=1; break; fi
         sleep 0.05
     done
+    if [[ $up == 0 ]]; then
+        cat "$log" >&2
+        echo "run.sh: hopper server did not come up on port $hport (run $run)" >&2
+        kill "$spid" 2>/dev/null || true
+        exit 1
+    fi
     id=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$HTTP_BODY" \
-        "http://127.0.0.1:$hport/v1/jobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+        "http://127.0.0.1:$hport/v1/jobs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p' || true)
+    if [[ -z $id ]]; then
+        echo "run.sh: POST /v1/jobs did not answer with an id (run $run)" >&2
+        exit 1
+    fi
     for c in 32 128; do
         WRK_NAME=http_healthz_$c wrk -t2 -c$c -d${HTTP_SECS}s -s "$ROOT/bench/wrk_report.lua" \
             "http://127.0.0.1:$hport/healthz" | grep '^http_' | record "$run"
