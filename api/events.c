@@ -178,6 +178,10 @@ static void waiter_abandon(api_req_t *ar)
 void api_wait_for_job(api_req_t *ar, int64_t wait_ms)
 {
     api_loop_t *l = ar->loop;
+    if (!ar->http->conn) { /* gone while the job was looked at: nothing to wait for */
+        api_problem(ar, 499, "client went away");
+        return;
+    }
     job_waiter_t *w = hp_calloc(1, sizeof(*w));
     w->ar = ar;
     w->deadline_ms = hp_mono_ms() + wait_ms;
@@ -188,12 +192,7 @@ void api_wait_for_job(api_req_t *ar, int64_t wait_ms)
     w->next = l->waiters;
     l->waiters = w;
     ar->abandon = waiter_abandon;
-    if (ar->http->conn)
-        ar->http->app = ar;
-    else { /* gone while we looked */
-        waiter_abandon(ar);
-        return;
-    }
+    ar->http->app = ar;
     listeners_add(l->server, 1);
 }
 

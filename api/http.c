@@ -20,7 +20,7 @@
 
 #define MAX_HEADERS 100
 
-typedef enum { TIMER_NONE, TIMER_HEADERS, TIMER_BODY, TIMER_IDLE } timer_kind_t;
+typedef enum { TIMER_NONE, TIMER_HEADERS, TIMER_BODY, TIMER_IDLE, TIMER_BROKEN } timer_kind_t;
 
 struct http_server_s {
     uv_loop_t *loop;
@@ -56,6 +56,7 @@ struct http_conn_s {
     bool in_process; /* conn_process is on the stack */
     bool closing;    /* handles are being closed */
     bool close_after_write;
+    bool broken; /* a write failed: closing on the next turn of the loop */
     bool reading;
 };
 
@@ -68,6 +69,7 @@ typedef struct write_req_s {
 
 static void conn_process(http_conn_t *c);
 static void conn_close(http_conn_t *c);
+static void on_timer(uv_timer_t *t);
 
 /* ---- Small helpers ---- */
 
@@ -210,9 +212,19 @@ static void on_written(uv_write_t *w, int status)
     }
 }
 
+/* A write failed (the peer reset the connection): it is closed on the next turn
+ * of the loop, never from inside conn_write, whose callers still hold the request
+ * (closing now would hand it to on_abandon under their feet). */
+static void close_soon(http_conn_t *c)
+{
+    c->broken = true;
+    c->timer_kind = TIMER_BROKEN;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
 static bool conn_write(http_conn_t *c, const char *data, size_t len)
 {
-    if (c->closing)
+    if (c->closing || c->broken)
         return false;
     if (c->write_queued == 0) {
         /* Most answers fit the socket buffer: written at once, with no request
@@ -225,7 +237,7 @@ static bool conn_write(http_conn_t *c, const char *data, size_t len)
             data += n;
             len -= (size_t)n;
         } else if (n != UV_EAGAIN) {
-            conn_close(c);
+            close_soon(c);
             return false;
         }
     }
@@ -238,7 +250,7 @@ static bool conn_write(http_conn_t *c, const char *data, size_t len)
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
         c->write_queued -= len;
         hp_free(wr);
-        conn_close(c);
+        close_soon(c);
         return false;
     }
     return true;
@@ -475,7 +487,7 @@ static void on_timer(uv_timer_t *t)
     http_conn_t *c = t->data;
     timer_kind_t kind = c->timer_kind;
     c->timer_kind = TIMER_NONE;
-    if (kind == TIMER_IDLE) {
+    if (kind == TIMER_IDLE || kind == TIMER_BROKEN) {
         conn_close(c);
         return;
     }
@@ -487,6 +499,8 @@ static void on_timer(uv_timer_t *t)
 
 static void timer_set(http_conn_t *c, timer_kind_t kind, int ms)
 {
+    if (c->broken)
+        return; /* the close is already scheduled */
     c->timer_kind = kind;
     if (kind == TIMER_NONE || ms <= 0)
         uv_timer_stop(&c->timer);

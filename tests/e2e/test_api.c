@@ -338,6 +338,15 @@ static void conn_close(conn_t *c)
     c->fd = -1;
 }
 
+/* Closes with a reset (SO_LINGER 0): the server's next write fails at once. */
+static void conn_reset(conn_t *c)
+{
+    struct linger lg = {1, 0};
+    if (c->fd >= 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    conn_close(c);
+}
+
 /* Sends everything; false when the peer is gone. */
 static bool conn_send(conn_t *c, const void *data, size_t len)
 {
@@ -1805,12 +1814,15 @@ static void test_clients_going_away(void **state)
     body_string(R, "id", blob, sizeof(blob));
     free(data);
     snprintf(path, sizeof(path), "GET /v1/blobs/%s HTTP/1.1\r\nHost: t\r\n\r\n", blob);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
         conn_t c;
         conn_open(&c, S.port);
         conn_sends(&c, path);
         assert_true(read_until(&c, "\r\n\r\n", IO_WAIT_MS));
-        conn_close(&c);
+        if (i % 2) /* a reset makes the server's next write fail where it stands */
+            conn_reset(&c);
+        else
+            conn_close(&c);
     }
     /* the job finishes: nobody is left waiting for it, and nothing breaks */
     job_list_t got = {0};
