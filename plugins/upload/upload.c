@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ typedef struct config_s {
     long low_speed_bytes;    /* abort when slower than this many bytes/s ... */
     long low_speed_seconds;  /* ... for this many seconds */
     long timeout_ms;         /* whole transfer, 0: none (the job's deadline still holds) */
+    long max_send_speed;     /* bytes/s cap on each upload, 0: none */
     char *username;          /* HTTP basic, FTP, SFTP */
     char *password;
     char *s3_access_key;
@@ -92,6 +94,7 @@ static const int_key_t int_keys[] = {
     {"low_speed_bytes", 0, 1L << 30, 1, offsetof(config_t, low_speed_bytes)},
     {"low_speed_seconds", 1, 3600, 30, offsetof(config_t, low_speed_seconds)},
     {"timeout_ms", 0, 86400000L, 0, offsetof(config_t, timeout_ms)},
+    {"max_send_speed", 0, LONG_MAX, 0, offsetof(config_t, max_send_speed)},
 };
 
 typedef struct str_key_s {
@@ -737,6 +740,8 @@ static int setup(CURL *c, const request_t *r, transfer_t *t, const char *content
     }
     if (timeout_ms > 0)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    if (cfg->max_send_speed > 0)
+        curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)cfg->max_send_speed);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
