@@ -583,6 +583,43 @@ typedef struct outcome_s {
     char msg[MSG_MAX];
 } outcome_t;
 
+/* The text between <tag> and </tag> in body, into out; false when absent. */
+static bool xml_element(const char *body, const char *tag, char *out, size_t cap)
+{
+    char open[32], close[32];
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = strstr(body, open);
+    const char *b = a ? strstr(a, close) : NULL;
+    if (!b)
+        return false;
+    a += strlen(open);
+    snprintf(out, cap, "%.*s", (int)(b - a), a);
+    return true;
+}
+
+/* What a server said about a refusal, from the start of its response body: an S3
+ * error's Code and Message, or a plain-text first line; HTML pages say nothing a
+ * user needs (the status line has it). False when there is nothing worth showing. */
+static bool server_words(const char *body, char *out, size_t cap)
+{
+    char code[64], message[160];
+    if (xml_element(body, "Code", code, sizeof(code))) {
+        if (xml_element(body, "Message", message, sizeof(message)))
+            snprintf(out, cap, "%s: %s", code, message);
+        else
+            snprintf(out, cap, "%s", code);
+        return true;
+    }
+    while (*body == ' ' || *body == '\r' || *body == '\n')
+        body++;
+    if (!*body || *body == '<')
+        return false;
+    snprintf(out, cap, "%.*s", (int)(strcspn(body, "\r\n") < 200 ? strcspn(body, "\r\n") : 200),
+             body);
+    return true;
+}
+
 /* An HTTP status other than 2xx. 408, 429 and 5xx: the server is busy or failing,
  * so try again (Retry-After, when given, goes into the message: the host API has no
  * per-failure delay, so the job's backoff sets the next attempt). Any other 4xx and
@@ -608,11 +645,9 @@ static void classify_http(const request_t *r, const transfer_t *t, long code, ou
         n += snprintf(o->msg + n, sizeof(o->msg) - (size_t)n,
                       "; check the credentials and the URL");
     if (n > 0 && (size_t)n < sizeof(o->msg) && t->body_len && !retry) {
-        /* The server's own words help with a 4xx: the first line of its body. */
-        char first[200];
-        snprintf(first, sizeof(first), "%.*s", (int)strcspn(t->body, "\r\n"), t->body);
-        if (first[0])
-            snprintf(o->msg + n, sizeof(o->msg) - (size_t)n, " (%s)", first);
+        char said[256];
+        if (server_words(t->body, said, sizeof(said)))
+            snprintf(o->msg + n, sizeof(o->msg) - (size_t)n, " (%s)", said);
     }
 }
 
