@@ -41,12 +41,12 @@
 HOPPER_EXPORT int hopper_plugin_init(const hopper_host_api_t *api, hopper_plugin_t *plugin,
                                      char **errmsg);
 
-#define UPLOAD_VERSION "1.0.0"
-#define URL_MAX        4096 /* bytes of a payload URL */
-#define HOST_KEY_MAX   280  /* "host:port" */
-#define RESPONSE_MAX   2048 /* bytes of the response body kept for the result */
-#define MSG_MAX        1024
-#define TEXT_MAX       255 /* content_type, filename, field */
+#define UPLOAD_VERSION    "1.0.0"
+#define URL_MAX           4096 /* bytes of a payload URL */
+#define HOST_KEY_MAX      280  /* "host:port" */
+#define RESPONSE_MAX      2048 /* bytes of the response body kept for the result */
+#define MSG_MAX           1024
+#define TEXT_MAX          255 /* content_type, filename, field */
 #define DEFAULT_PROTOCOLS "http,https,ftp,ftps,sftp"
 
 /* ---- Configuration ---- */
@@ -236,7 +236,7 @@ typedef struct request_s {
     const char *blob; /* 64 lowercase hex */
     const char *url;  /* as given, userinfo included */
     char safe_url[URL_MAX + 1];
-    char host[HOST_KEY_MAX]; /* bare host name, for auth_hosts */
+    char host[HOST_KEY_MAX];     /* bare host name, for auth_hosts */
     char host_key[HOST_KEY_MAX]; /* "host:port": the breaker's key and what messages name */
     long port;
     dest_kind_t kind;
@@ -331,8 +331,10 @@ static int request_parse(hopper_job_t *job, request_t *r, char *msg, size_t msgl
     } else if (strcmp(scheme, "sftp") == 0) {
         r->kind = DEST_SFTP;
     } else {
-        snprintf(msg, msglen, "payload \"url\": scheme \"%s\" is not one of http, https, ftp, "
-                 "ftps, sftp", scheme);
+        snprintf(msg, msglen,
+                 "payload \"url\": scheme \"%s\" is not one of http, https, ftp, "
+                 "ftps, sftp",
+                 scheme);
         goto done;
     }
     if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user)
@@ -384,8 +386,10 @@ static int request_parse(hopper_job_t *job, request_t *r, char *msg, size_t msgl
         goto done;
     }
     if (r->s3 && !auth_allowed(r->host, r->port)) {
-        snprintf(msg, msglen, "payload \"url\": host %s is not in the config's auth_hosts, so "
-                 "the S3 credentials are not sent there", r->host_key);
+        snprintf(msg, msglen,
+                 "payload \"url\": host %s is not in the config's auth_hosts, so "
+                 "the S3 credentials are not sent there",
+                 r->host_key);
         goto done;
     }
     static const char *const texts[] = {"content_type", "filename", "field"};
@@ -403,8 +407,8 @@ static int request_parse(hopper_job_t *job, request_t *r, char *msg, size_t msgl
         snprintf(msg, msglen, "payload \"filename\" and \"field\" are for \"method\": \"POST\"");
         goto done;
     }
-    if (r->content_type && (!strchr(r->content_type, '/') || strchr(r->content_type, ' ') ==
-                                                                 r->content_type)) {
+    if (r->content_type &&
+        (!strchr(r->content_type, '/') || strchr(r->content_type, ' ') == r->content_type)) {
         snprintf(msg, msglen, "payload \"content_type\" must look like type/subtype");
         goto done;
     }
@@ -431,14 +435,14 @@ done:
 typedef struct transfer_s {
     hopper_job_t *job;
     int fd;
-    long long size;       /* the blob's bytes */
-    long long start;      /* where this transfer starts in the blob (resume) */
-    int last_percent;     /* -1 before the first report */
-    int read_errno;       /* nonzero: reading the blob failed */
-    bool canceled;        /* the progress callback saw hopper_job_canceled */
-    long retry_after_s;   /* from Retry-After, -1 when absent */
-    char reason[96];      /* the status line's reason phrase */
-    char etag[160];       /* ETag of the response, or "" */
+    long long size;     /* the blob's bytes */
+    long long start;    /* where this transfer starts in the blob (resume) */
+    int last_percent;   /* -1 before the first report */
+    int read_errno;     /* nonzero: reading the blob failed */
+    bool canceled;      /* the progress callback saw hopper_job_canceled */
+    long retry_after_s; /* from Retry-After, -1 when absent */
+    char reason[96];    /* the status line's reason phrase */
+    char etag[160];     /* ETag of the response, or "" */
     char body[RESPONSE_MAX + 1];
     size_t body_len;
 } transfer_t;
@@ -642,8 +646,8 @@ static void classify_http(const request_t *r, const transfer_t *t, long code, ou
         n += snprintf(o->msg + n, sizeof(o->msg) - (size_t)n,
                       "; redirects are not followed: give the final URL");
     else if (!retry && (code == 401 || code == 403))
-        n += snprintf(o->msg + n, sizeof(o->msg) - (size_t)n,
-                      "; check the credentials and the URL");
+        n +=
+            snprintf(o->msg + n, sizeof(o->msg) - (size_t)n, "; check the credentials and the URL");
     if (n > 0 && (size_t)n < sizeof(o->msg) && t->body_len && !retry) {
         char said[256];
         if (server_words(t->body, said, sizeof(said)))
@@ -703,8 +707,8 @@ static void classify_curl(const request_t *r, const transfer_t *t, CURLcode rc, 
         break;
     }
     if (code > 0)
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: %s (server reply %ld)", r->safe_url,
-                 detail, code);
+        snprintf(o->msg, sizeof(o->msg), "upload to %s: %s (server reply %ld)", r->safe_url, detail,
+                 code);
     else
         snprintf(o->msg, sizeof(o->msg), "upload to %s: %s", r->safe_url, detail);
 }
@@ -758,9 +762,8 @@ static int64_t mono_ms(void)
 /* Sets up `c` for request `r` from transfer `t`. Lists and the mime handle it makes
  * go to *headers and *mime, which the caller frees after the transfer, whatever
  * this returns. Returns 0, or -1 (out of memory) with msg set. */
-static int setup(CURL *c, const request_t *r, transfer_t *t, const char *content_type,
-                 char *errbuf, struct curl_slist **headers, curl_mime **mime, int64_t timeout_ms,
-                 bool resume_now)
+static int setup(CURL *c, const request_t *r, transfer_t *t, const char *content_type, char *errbuf,
+                 struct curl_slist **headers, curl_mime **mime, int64_t timeout_ms, bool resume_now)
 {
     const config_t *cfg = &g.cfg;
     curl_easy_setopt(c, CURLOPT_URL, r->url);
@@ -917,7 +920,7 @@ static hopper_status_t handle_put(hopper_job_t *job, void *type_ctx)
     if (fd < 0)
         return hopper_fail(job, HOPPER_FAIL_PERMANENT, "payload \"blob\": no blob %s in the store",
                            r.blob);
-    const char *content_type = r.content_type ? r.content_type
+    const char *content_type = r.content_type            ? r.content_type
                                : blob_type && *blob_type ? blob_type
                                                          : "application/octet-stream";
 
@@ -937,8 +940,10 @@ static hopper_status_t handle_put(hopper_job_t *job, void *type_ctx)
         if (left <= 0) {
             close(fd);
             breaker_report(g.breaker, r.host_key, false);
-            return hopper_fail(job, HOPPER_FAIL_RETRYABLE, "upload to %s: the job's deadline "
-                               "passed before the transfer began", r.safe_url);
+            return hopper_fail(job, HOPPER_FAIL_RETRYABLE,
+                               "upload to %s: the job's deadline "
+                               "passed before the transfer began",
+                               r.safe_url);
         }
         if (timeout_ms == 0 || left < timeout_ms)
             timeout_ms = left;
@@ -946,7 +951,9 @@ static hopper_status_t handle_put(hopper_job_t *job, void *type_ctx)
 
     hopper_log(job, HOPPER_LOG_INFO, "uploading blob %s (%lld bytes, %s) to %s%s", r.blob, size,
                content_type, r.safe_url,
-               r.s3 ? " with SigV4" : r.post ? " as multipart/form-data" : "");
+               r.s3     ? " with SigV4"
+               : r.post ? " as multipart/form-data"
+                        : "");
 
     transfer_t t = {.job = job, .fd = fd, .size = size, .last_percent = -1, .retry_after_s = -1};
     char errbuf[CURL_ERROR_SIZE];

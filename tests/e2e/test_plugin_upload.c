@@ -56,16 +56,16 @@
 #define SANITIZED 0
 #endif
 
-#define WAIT_MS  30000 /* how long a job may take to get where it is going */
-#define BIG_SIZE (50LL * 1024 * 1024)
+#define WAIT_MS    30000 /* how long a job may take to get where it is going */
+#define BIG_SIZE   (50LL * 1024 * 1024)
 #define RSS_MAX_KB (30 * 1024) /* a worker process's peak RSS across the 50 MiB upload */
 
 /* Secrets the worker is configured with: none may appear in anything it shows. */
-#define USER       "uploader"
-#define PASSWORD   "pw-Zq8sEcret-41"
-#define URL_PASS   "urlPa55-secret"
-#define S3_KEY     "AKIDEXAMPLE7"
-#define S3_SECRET  "s3-SeCrEt-key-9f3a"
+#define USER      "uploader"
+#define PASSWORD  "pw-Zq8sEcret-41"
+#define URL_PASS  "urlPa55-secret"
+#define S3_KEY    "AKIDEXAMPLE7"
+#define S3_SECRET "s3-SeCrEt-key-9f3a"
 
 static test_redis_t redis;
 static broker_t *B;
@@ -238,13 +238,17 @@ static test_proc_t *worker_start(const char *queue, int threads, const char *plu
     char url[128], th[16];
     snprintf(url, sizeof(url), "HOPPER_REDIS_URL=%s", redis.url);
     snprintf(th, sizeof(th), "%d", threads);
-    const char *argv[] = {HOPPER_BIN,   "worker",         "--queues",    queue,
-                          "--plugins",  UPLOAD_SO,        "--blob-dir",  blob_dir,
-                          "--processes", "1",             "--threads",   th,
-                          "--plugin-config", plugin_config, NULL};
-    const char *env[] = {url, "HOPPER_LOG_LEVEL=info", "HOPPER_QUEUES=", "AWS_ACCESS_KEY_ID=",
-                         "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=",
-                         "ASAN_OPTIONS=detect_leaks=1", NULL};
+    const char *argv[] = {HOPPER_BIN,  "worker",     "--queues",        queue,         "--plugins",
+                          UPLOAD_SO,   "--blob-dir", blob_dir,          "--processes", "1",
+                          "--threads", th,           "--plugin-config", plugin_config, NULL};
+    const char *env[] = {url,
+                         "HOPPER_LOG_LEVEL=info",
+                         "HOPPER_QUEUES=",
+                         "AWS_ACCESS_KEY_ID=",
+                         "AWS_SECRET_ACCESS_KEY=",
+                         "AWS_SESSION_TOKEN=",
+                         "ASAN_OPTIONS=detect_leaks=1",
+                         NULL};
     assert_int_equal(test_proc_start(p, argv, env), 0);
     if (!test_proc_wait_log(p, ": serving ", 20000)) {
         char *log = test_proc_log(p);
@@ -429,7 +433,8 @@ static int group_setup(void **state)
         return -1;
     }
     char err[256];
-    if (!mkdtemp(blob_dir) || !mkdtemp(web_dir) || !(bs = blobstore_open(blob_dir, err, sizeof(err))))
+    if (!mkdtemp(blob_dir) || !mkdtemp(web_dir) ||
+        !(bs = blobstore_open(blob_dir, err, sizeof(err))))
         return -1;
     nginx_start();
     return 0;
@@ -562,13 +567,13 @@ static void test_put(void **state)
     assert_string_equal(sum, big);
     assert_int_equal(result_int(j, "bytes"), BIG_SIZE);
     assert_int_equal(j->progress, 100);
-    fprintf(stderr, "50 MiB upload: %d distinct progress values in 1..99; "
-                    "%d worker process(es), peak RSS %ld kB\n",
+    fprintf(stderr,
+            "50 MiB upload: %d distinct progress values in 1..99; "
+            "%d worker process(es), peak RSS %ld kB\n",
             distinct, count, rss_kb);
     if (distinct < 2 || !monotonic) {
         show_job(j);
-        fail_msg("progress: %d values between 0 and 100 seen (monotonic %d)", distinct,
-                 monotonic);
+        fail_msg("progress: %d values between 0 and 100 seen (monotonic %d)", distinct, monotonic);
     }
     assert_true(count >= 1);
     if (!SANITIZED && rss_kb > RSS_MAX_KB)
@@ -668,8 +673,8 @@ static void test_breaker(void **state)
     (void)state;
     const char *q = test_queue_name("upbreak");
     /* One thread: the jobs run one after the other, in the order enqueued. */
-    test_proc_t *w = worker_start(
-        q, 1, "{\"upload\":{\"breaker_threshold\":3,\"breaker_open_ms\":6000}}");
+    test_proc_t *w =
+        worker_start(q, 1, "{\"upload\":{\"breaker_threshold\":3,\"breaker_open_ms\":6000}}");
     char blob[65];
     put_blob("text/plain", 0, "breaker\n", blob);
     char url[256];
@@ -815,8 +820,9 @@ static void test_s3_and_post(void **state)
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", api_port);
     snprintf(redis_env, sizeof(redis_env), "HOPPER_REDIS_URL=%s", redis.url);
     test_proc_t *server = &procs[nprocs++];
-    const char *argv[] = {HOPPER_BIN, "server", "--listen", listen, "--blob-dir", server_blobs,
-                          "--threads", "1", "--scheduler=false", NULL};
+    const char *argv[] = {HOPPER_BIN,          "server",     "--listen",  listen,
+                          "--blob-dir",        server_blobs, "--threads", "1",
+                          "--scheduler=false", NULL};
     const char *env[] = {redis_env, "ASAN_OPTIONS=detect_leaks=1", NULL};
     assert_int_equal(test_proc_start(server, argv, env), 0);
     if (!test_wait_port(api_port, 20000))
