@@ -231,6 +231,8 @@ static char *nginx_file(const char *name)
 
 /* ---- Worker and server ---- */
 
+/* hopper worker on `queue` with upload.so, one process of `threads` threads and a
+ * 3 s lease (heartbeats, which carry cancels, every second), started and serving. */
 static test_proc_t *worker_start(const char *queue, int threads, const char *plugin_config)
 {
     assert_true(nprocs < 4);
@@ -240,7 +242,8 @@ static test_proc_t *worker_start(const char *queue, int threads, const char *plu
     snprintf(th, sizeof(th), "%d", threads);
     const char *argv[] = {HOPPER_BIN,  "worker",     "--queues",        queue,         "--plugins",
                           UPLOAD_SO,   "--blob-dir", blob_dir,          "--processes", "1",
-                          "--threads", th,           "--plugin-config", plugin_config, NULL};
+                          "--threads", th,           "--plugin-config", plugin_config, "--lease",
+                          "3s",        NULL};
     const char *env[] = {url,
                          "HOPPER_LOG_LEVEL=info",
                          "HOPPER_QUEUES=",
@@ -841,6 +844,50 @@ static void test_s3_and_post(void **state)
     test_passed = true;
 }
 
+/* ---- 5. Cancel stops a running transfer ---- */
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("upcancel");
+    /* 1 MiB/s: the 50 MiB upload would take 50 s. */
+    test_proc_t *w = worker_start(q, 1, "{\"upload\":{\"max_send_speed\":1048576}}");
+    char big[65];
+    put_blob("application/octet-stream", BIG_SIZE, NULL, big);
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dav/canceled.bin", port);
+    jid_t id = enqueue(q, payload(big, url, NULL), 3);
+    int64_t end = hp_mono_ms() + WAIT_MS;
+    for (;;) { /* until bytes are flowing */
+        job_t *j = get_job(id.s);
+        bool sending = j->state == JOB_STATE_ACTIVE && j->progress >= 1;
+        if (is_final(j->state) || hp_mono_ms() > end) {
+            show_job(j);
+            fail_msg("the upload never got going");
+        }
+        job_free(j);
+        if (sending)
+            break;
+        hp_sleep_ms(20);
+    }
+    job_state_t after = JOB_STATE_COUNT;
+    if (broker_cancel(B, id.s, &after))
+        fail_msg("broker_cancel: %s", broker_errmsg(B));
+    int64_t t0 = hp_mono_ms();
+    job_t *j = wait_final(id.s, JOB_STATE_CANCELED);
+    int64_t took = hp_mono_ms() - t0;
+    assert_true(took < 20000); /* far less than the 45 s still to go */
+    assert_true(j->nerrors >= 1);
+    assert_error_contains(j, j->nerrors - 1, "canceled");
+    assert_true(j->progress < 100);
+    job_free(j);
+    char path[512];
+    www_path("dav/canceled.bin", path, sizeof(path));
+    assert_int_equal(access(path, F_OK), -1); /* nginx never stored a partial file */
+    stop_clean(w);
+    test_passed = true;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +895,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_and_post, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
