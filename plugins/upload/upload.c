@@ -407,8 +407,9 @@ static int request_parse(hopper_job_t *job, request_t *r, char *msg, size_t msgl
         snprintf(msg, msglen, "payload \"filename\" and \"field\" are for \"method\": \"POST\"");
         goto done;
     }
-    if (r->content_type &&
-        (!strchr(r->content_type, '/') || strchr(r->content_type, ' ') == r->content_type)) {
+    const char *slash = r->content_type ? strchr(r->content_type, '/') : NULL;
+    if (r->content_type && (!slash || slash == r->content_type || !slash[1] ||
+                            strcspn(r->content_type, " ;") < (size_t)(slash - r->content_type))) {
         snprintf(msg, msglen, "payload \"content_type\" must look like type/subtype");
         goto done;
     }
@@ -613,14 +614,18 @@ static bool server_words(const char *body, char *out, size_t cap)
             snprintf(out, cap, "%s: %s", code, message);
         else
             snprintf(out, cap, "%s", code);
-        return true;
+    } else {
+        while (*body == ' ' || *body == '\r' || *body == '\n')
+            body++;
+        if (!*body || *body == '<')
+            return false;
+        size_t n = strcspn(body, "\r\n");
+        snprintf(out, cap, "%.*s", (int)(n < 200 ? n : 200), body);
     }
-    while (*body == ' ' || *body == '\r' || *body == '\n')
-        body++;
-    if (!*body || *body == '<')
-        return false;
-    snprintf(out, cap, "%.*s", (int)(strcspn(body, "\r\n") < 200 ? strcspn(body, "\r\n") : 200),
-             body);
+    for (char *p = out; *p; p++) { /* the server's bytes: printable ASCII only */
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+    }
     return true;
 }
 
