@@ -30,10 +30,13 @@
 
 #include <hpdf.h>
 
+#include "png_check.h"
+
 #define LINE_SPACING     1.25f /* line height / font size */
 #define CELL_PADDING     3.0f  /* points inside a table cell */
 #define PROGRESS_EVERY   64    /* table rows between cancel checks */
 #define MAX_COLUMNS      64
+#define MAX_IMAGE_SIDE   30000 /* pixels each way */
 #define MIN_FONT_SIZE    4.0
 #define MAX_FONT_SIZE    96.0
 #define MAX_PAGE_POINTS  14400.0 /* libharu's limit (200 inches) */
@@ -515,11 +518,6 @@ static bool blob_id_ok(const char *id)
     return n == 64;
 }
 
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Reads and loads image blob `id` once per render. */
 static render_status_t load_image(render_t *r, const char *id, const char *where, HPDF_Image *out)
 {
@@ -544,11 +542,9 @@ static render_status_t load_image(render_t *r, const char *id, const char *where
     HPDF_Image img = NULL;
     if (!png && !jpeg) {
         st = failf(r, RENDER_BAD_INPUT, "%s: blob %s is not a PNG or JPEG", where, id);
-    } else if (png && (len < 24 || memcmp(data + 12, "IHDR", 4) != 0)) {
-        st = failf(r, RENDER_BAD_INPUT, "%s: blob %s is not a valid PNG (no IHDR)", where, id);
-    } else if (png && (long long)be32(data + 16) * be32(data + 20) > r->cfg->max_image_pixels) {
-        st = failf(r, RENDER_BAD_INPUT, "%s: blob %s is %ux%u pixels, more than the limit of %lld",
-                   where, id, be32(data + 16), be32(data + 20), r->cfg->max_image_pixels);
+    } else if (png && png_check(data, len, r->cfg->max_image_pixels, MAX_IMAGE_SIDE, msg,
+                                sizeof msg) != 0) {
+        st = failf(r, RENDER_BAD_INPUT, "%s: blob %s is not a valid PNG: %s", where, id, msg);
     } else {
         img = png ? HPDF_LoadPngImageFromMem(r->doc, data, (HPDF_UINT)len)
                   : HPDF_LoadJpegImageFromMem(r->doc, data, (HPDF_UINT)len);
