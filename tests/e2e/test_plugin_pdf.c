@@ -4,10 +4,12 @@
  * check a PDF: qpdf --check, pdfinfo, pdftotext, pdfimages, and pdftoppm to look
  * at the pixels where an image should be.
  *
- * One worker serves every test (starting one takes a while on a loaded VM). In
- * the sanitizer build it runs the plugin on a thread ("isolation": "thread") and
- * keeps LeakSanitizer on, so the teardown's graceful stop reports any leak in the
- * plugin; otherwise the plugin runs as it ships, each job in a forked child.
+ * One worker serves every test (starting one takes a while on a loaded VM), with
+ * the plugin as it ships: each job in a forked child. Worker processes end with
+ * _exit(), so LeakSanitizer never sees them: the last test therefore runs the
+ * renderer (plugins/pdf/render.c, compiled in) inside this process, over good and
+ * bad documents, a cancel and a failing write, and LeakSanitizer checks this
+ * process at exit in the sanitizer build.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +32,8 @@
 #include "common/common.h"
 #include "tests/support/test_proc.h"
 #include "tests/support/test_redis.h"
+
+#include "render.h"
 
 #ifndef HOPPER_PLUGIN_DIR
 #error "HOPPER_PLUGIN_DIR must name the directory of the shipped plugins"
@@ -276,9 +280,9 @@ static const char *in_order(const char *text, const char *const *needles, size_t
 
 /* Headings, UTF-8 paragraphs, a paragraph that wraps across pages, a page break,
  * metadata and a footer: every word comes back from pdftotext, in order. */
-static void test_document(void **state)
+/* Headings, UTF-8, 1000 words, a page break, metadata, a footer; free() it. */
+static char *document_json(void)
 {
-    (void)state;
     json_t *body = json_array();
     json_array_append_new(body, json_pack("{s:s}", "heading", "Introduction"));
     json_array_append_new(body, json_pack("{s:s}", "paragraph", "Cities: Zürich, Ελλάδα, Москва."));
@@ -298,7 +302,13 @@ static void test_document(void **state)
                             body, "footer", "page_numbers", 1, "text", "Confidential");
     char *json = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
+    return json;
+}
 
+static void test_document(void **state)
+{
+    (void)state;
+    char *json = document_json();
     rendered_t r;
     render_ok(json, &r);
 
@@ -350,9 +360,9 @@ static void test_document(void **state)
 #define ROWS 500
 
 /* A 500-row table spans pages and its header row opens every one of them. */
-static void test_table_repeats_header(void **state)
+/* A 500-row table under a heading; free() it. */
+static char *table_json(void)
 {
-    (void)state;
     json_t *rows = json_array();
     for (int i = 1; i <= ROWS; i++) {
         char item[16], note[128];
@@ -369,6 +379,13 @@ static void test_table_repeats_header(void **state)
                             "Notes", "rows", rows, "widths", 2, 1, 2);
     char *json = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
+    return json;
+}
+
+static void test_table_repeats_header(void **state)
+{
+    (void)state;
+    char *json = table_json();
     rendered_t r;
     render_ok(json, &r);
     free(json);
@@ -481,12 +498,17 @@ static void test_images(void **state)
     rendered_free(&r);
 }
 
-/* Bad documents fail for good on the first attempt, and the message names the
- * element that is wrong. */
-static void test_bad_documents(void **state)
+/* The bad documents and what their failure must say. */
+typedef struct bad_case_s {
+    const char *doc, *message;
+} bad_case_t;
+#define NBAD 15
+
+static size_t bad_cases(bad_case_t *out)
 {
-    (void)state;
-    char text_id[65], broken_id[65];
+    static char text_id[65], broken_id[65];
+    if (text_id[0])
+        goto ready; /* the blobs are stored once */
     put_blob("hello, I am not a picture", 25, "text/plain", text_id);
     /* A PNG whose header is fine and whose pixel data is not zlib: libpng would
      * abort() inside libharu if the plugin let it get that far. */
@@ -497,22 +519,21 @@ static void test_bad_documents(void **state)
         png[i] ^= 0x5a;
     put_blob(png, plen, "image/png", broken_id);
     free(png);
+ready:;
 
-    char missing_doc[256], text_doc[256], broken_doc[256];
+    static char missing_doc[256], text_doc[256], broken_doc[256];
     snprintf(missing_doc, sizeof missing_doc, "{\"body\":[{\"image\":{\"blob\":\"%064d\"}}]}", 0);
     snprintf(text_doc, sizeof text_doc,
              "{\"body\":[{\"paragraph\":\"a\"},{\"heading\":\"b\"},{\"image\":{\"blob\":\"%s\"}}]}",
              text_id);
     snprintf(broken_doc, sizeof broken_doc, "{\"body\":[{\"image\":{\"blob\":\"%s\"}}]}",
              broken_id);
-    char text_msg[160], broken_msg[160], missing_msg[160];
+    static char text_msg[160], broken_msg[160], missing_msg[160];
     snprintf(text_msg, sizeof text_msg, "body[2].image: blob %s is not a PNG or JPEG", text_id);
     snprintf(broken_msg, sizeof broken_msg, "body[0].image: blob %s is not a valid PNG", broken_id);
     snprintf(missing_msg, sizeof missing_msg, "body[0].image: no blob %064d", 0);
 
-    const struct {
-        const char *doc, *message;
-    } cases[] = {
+    const bad_case_t all[] = {
         {"{\"body\":[{\"paragraph\":\"ok\"},{\"chart\":{\"x\":1}}]}",
          "body[1]: unknown element \"chart\""},
         {missing_doc, missing_msg},
@@ -534,8 +555,20 @@ static void test_bad_documents(void **state)
         {"{\"bdy\":[]}", "document: unknown key \"bdy\""},
         {"[1,2,3]", "the payload must be a JSON object"},
     };
-    size_t n = sizeof cases / sizeof cases[0];
-    char ids[sizeof cases / sizeof cases[0]][JOB_ID_MAX];
+    size_t n = sizeof all / sizeof all[0];
+    assert_int_equal(n, NBAD);
+    memcpy(out, all, sizeof all);
+    return n;
+}
+
+/* Bad documents fail for good on the first attempt, and the message names the
+ * element that is wrong. */
+static void test_bad_documents(void **state)
+{
+    (void)state;
+    bad_case_t cases[NBAD];
+    size_t n = bad_cases(cases);
+    char ids[NBAD][JOB_ID_MAX];
     for (size_t i = 0; i < n; i++)
         enqueue(cases[i].doc, ids[i]);
     for (size_t i = 0; i < n; i++) {
@@ -547,6 +580,121 @@ static void test_bad_documents(void **state)
                      cases[i].message);
         }
         job_free(j);
+    }
+}
+
+/* ---- The renderer in this process ---- */
+
+typedef struct sink_s {
+    size_t bytes;     /* written so far */
+    int fail_write;   /* nonzero: every write fails */
+    int cancel_after; /* > 0: canceled() says yes from this call on */
+    int canceled_calls;
+    int last_percent;
+} sink_t;
+
+static int sink_canceled(void *ctx)
+{
+    sink_t *k = ctx;
+    return k->cancel_after > 0 && ++k->canceled_calls >= k->cancel_after;
+}
+
+static void sink_progress(void *ctx, int percent, const char *message)
+{
+    sink_t *k = ctx;
+    assert_true(percent >= k->last_percent && percent <= 100);
+    assert_non_null(message);
+    k->last_percent = percent;
+}
+
+static render_status_t sink_read_blob(void *ctx, const char *id, long long max,
+                                      unsigned char **data, size_t *len, char *err, size_t errlen)
+{
+    (void)ctx;
+    int fd = -1;
+    blob_info_t info;
+    if (blob_open_read(store, id, &fd, &info) != 0) {
+        snprintf(err, errlen, "no blob %s in the blob store", id);
+        return RENDER_BAD_INPUT;
+    }
+    if (info.size > max) {
+        close(fd);
+        snprintf(err, errlen, "too big");
+        return RENDER_BAD_INPUT;
+    }
+    *data = malloc((size_t)info.size + 1);
+    *len = (size_t)read(fd, *data, (size_t)info.size);
+    close(fd);
+    return RENDER_OK;
+}
+
+static int sink_write(void *ctx, const void *data, size_t len)
+{
+    sink_t *k = ctx;
+    (void)data;
+    k->bytes += len;
+    return k->fail_write ? -1 : 0;
+}
+
+static render_status_t render_here(const char *json, sink_t *k, int max_pages, int *pages,
+                                   char *err, size_t errlen)
+{
+    render_config_t cfg = {
+        .font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        .bold_font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+        .max_pages = max_pages,
+        .max_image_bytes = 1 << 20,
+        .max_image_pixels = 1000000,
+    };
+    render_io_t io = {.ctx = k,
+                      .canceled = sink_canceled,
+                      .progress = sink_progress,
+                      .read_blob = sink_read_blob,
+                      .write = sink_write};
+    json_error_t jerr;
+    json_t *doc = json_loads(json, 0, &jerr);
+    assert_non_null(doc);
+    render_status_t st = render_pdf(doc, &cfg, &io, pages, err, errlen);
+    json_decref(doc);
+    return st;
+}
+
+/* render_pdf over every document above, in this process: the same outcomes as in
+ * the worker, a cancel, a failing write and the page limit classified, and (in the
+ * sanitizer build) nothing leaked on any of those paths. */
+static void test_render_in_process(void **state)
+{
+    (void)state;
+    char err[512];
+    int pages;
+    char *docs[2] = {document_json(), table_json()};
+    for (int i = 0; i < 2; i++) {
+        sink_t k = {0};
+        assert_int_equal(render_here(docs[i], &k, 1000, &pages, err, sizeof err), RENDER_OK);
+        assert_true(pages >= 3 && k.bytes > 1000);
+        assert_int_equal(k.last_percent, 95);
+    }
+    sink_t k = {.cancel_after = 3};
+    assert_int_equal(render_here(docs[1], &k, 1000, &pages, err, sizeof err), RENDER_CANCELED);
+    assert_non_null(strstr(err, "canceled at body[1].table.rows["));
+    k = (sink_t){.fail_write = 1};
+    assert_int_equal(render_here(docs[0], &k, 1000, &pages, err, sizeof err), RENDER_TRANSIENT);
+    assert_non_null(strstr(err, "cannot write the PDF"));
+    k = (sink_t){0};
+    assert_int_equal(render_here(docs[1], &k, 2, &pages, err, sizeof err), RENDER_BAD_INPUT);
+    assert_non_null(strstr(err, "body[1].table.rows["));
+    assert_non_null(strstr(err, "the document needs more than 2 pages"));
+    free(docs[0]);
+    free(docs[1]);
+
+    bad_case_t cases[NBAD];
+    size_t n = bad_cases(cases);
+    for (size_t i = 0; i < n; i++) {
+        k = (sink_t){0};
+        render_status_t st = render_here(cases[i].doc, &k, 1000, &pages, err, sizeof err);
+        if (st != RENDER_BAD_INPUT || !strstr(err, cases[i].message))
+            fail_msg("case %zu: status %d, \"%s\"; expected \"%s\"", i, (int)st, err,
+                     cases[i].message);
     }
 }
 
@@ -576,10 +724,9 @@ static int group_setup(void **state)
     queue = test_queue_name("pdf");
     char url[128];
     snprintf(url, sizeof url, "HOPPER_REDIS_URL=%s", redis.url);
-    const char *config = SANITIZED ? "{\"pdf\":{\"isolation\":\"thread\"}}" : "{}";
-    const char *argv[] = {HOPPER_BIN,  "worker",     "--queues",        queue,         "--plugins",
-                          PDF_PLUGIN,  "--blob-dir", blob_dir,          "--processes", "1",
-                          "--threads", "2",          "--plugin-config", config,        NULL};
+    const char *argv[] = {HOPPER_BIN,  "worker",     "--queues", queue,         "--plugins",
+                          PDF_PLUGIN,  "--blob-dir", blob_dir,   "--processes", "1",
+                          "--threads", "2",          NULL};
     const char *env[] = {url, "HOPPER_LOG_LEVEL=info", NULL};
     if (test_proc_start(&worker, argv, env) != 0)
         return -1;
@@ -619,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_table_repeats_header),
         cmocka_unit_test(test_images),
         cmocka_unit_test(test_bad_documents),
+        cmocka_unit_test(test_render_in_process),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
