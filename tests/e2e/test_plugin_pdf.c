@@ -230,6 +230,8 @@ static void render_ok(const char *doc, rendered_t *out)
     snprintf(out->path, sizeof out->path, "%s", path);
     hp_free(path);
     assert_int_equal(out->job->progress, 100);
+    fprintf(stderr, "pdf.render: %ld page(s), %ld bytes, %lld ms from start to finish\n",
+            out->pages, out->bytes, (long long)(out->job->finished_ms - out->job->started_ms));
 
     int st;
     char *check = run(&st, "qpdf --check '%s' 2>&1", out->path);
@@ -670,7 +672,10 @@ static void test_render_in_process(void **state)
     char *docs[2] = {document_json(), table_json()};
     for (int i = 0; i < 2; i++) {
         sink_t k = {0};
+        int64_t t0 = hp_mono_ms();
         assert_int_equal(render_here(docs[i], &k, 1000, &pages, err, sizeof err), RENDER_OK);
+        fprintf(stderr, "render_pdf in process: %d pages, %zu bytes in %lld ms\n", pages, k.bytes,
+                (long long)(hp_mono_ms() - t0));
         assert_true(pages >= 3 && k.bytes > 1000);
         assert_int_equal(k.last_percent, 95);
     }
