@@ -669,7 +669,7 @@ static render_status_t table_prepare(render_t *r, table_t *t, const json_t *row,
         else if (json_is_integer(cell))
             snprintf(num, sizeof num, "%lld", (long long)json_integer_value(cell)), text = num;
         else if (json_is_real(cell))
-            snprintf(num, sizeof num, "%g", json_real_value(cell)), text = num;
+            snprintf(num, sizeof num, "%.15g", json_real_value(cell)), text = num;
         else if (json_is_null(cell))
             text = "";
         else
@@ -807,7 +807,7 @@ static render_status_t do_table(render_t *r, const json_t *el, const char *where
     t->x[0] = r->left;
     for (size_t c = 0; c < ncols; c++)
         t->x[c + 1] = t->x[c] + (float)(wv[c] / total) * cw;
-    if ((t->x[1] - t->x[0]) < 0 || cw / (float)ncols < 2 * CELL_PADDING + t->size) {
+    if (cw / (float)ncols < 2 * CELL_PADDING + t->size) {
         st = failf(r, RENDER_BAD_INPUT, "%s: %zu columns do not fit the page's width", at, ncols);
         goto done;
     }

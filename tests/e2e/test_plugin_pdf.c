@@ -376,6 +376,7 @@ static char *table_json(void)
                  i);
         json_array_append_new(rows, json_pack("[s,i,s]", item, i * 3, note));
     }
+    json_array_append_new(rows, json_pack("[s,f,n]", "total", 1234567.25)); /* all digits kept */
     json_t *doc = json_pack("{s:s,s:[{s:s},{s:{s:[s,s,s],s:o,s:[i,i,i]}}]}", "title", "Inventory",
                             "body", "heading", "Inventory", "table", "columns", "Item", "Quantity",
                             "Notes", "rows", rows, "widths", 2, 1, 2);
@@ -395,6 +396,7 @@ static void test_table_repeats_header(void **state)
     assert_true(r.pages >= 5);
     char *text = pdf_text(&r, 0, 0);
     assert_int_equal(count_substr(text, "Quantity"), r.pages);
+    assert_non_null(strstr(text, "1234567.25"));
     const char *p = text;
     for (int i = 1; i <= ROWS; i++) {
         char item[16];
