@@ -7,7 +7,7 @@ packages=(
     build-essential cmake pkg-config      # build
     libhiredis-dev libjansson-dev libssl-dev libuv1-dev   # libraries
     node-llhttp                           # llhttp's C sources (the HTTP parser)
-    libesmtp-dev libhpdf-dev libcurl4-openssl-dev libzstd-dev zlib1g-dev libpng-dev
+    libesmtp-dev libhpdf-dev libcurl4-openssl-dev libzstd-dev zlib1g-dev libpng-dev libjpeg-dev
     fonts-dejavu-core                     # the plugins: email, pdf, upload, cpu
     python3-aiosmtpd nginx qpdf poppler-utils   # real servers and checkers in plugin tests
     redis-server                          # the broker, for `run` and the tests
