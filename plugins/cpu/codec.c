@@ -321,8 +321,7 @@ int codec_finish(codec_t *c, codec_sink_fn sink, void *arg)
     bool complete = c->alg == CODEC_ZSTD ? c->zstd_left == 0 : c->gz_ended;
     if (!c->got_input || !complete) {
         snprintf(c->err, sizeof(c->err), "%s",
-                 c->got_input ? "the data ends in the middle of a frame (truncated)"
-                              : "the input is empty");
+                 c->got_input ? "truncated: the data ends inside a frame" : "the input is empty");
         return CODEC_ECORRUPT;
     }
     return CODEC_OK;

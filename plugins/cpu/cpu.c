@@ -96,7 +96,8 @@ typedef struct run_s {
     const char *blob; /* the input id, inside payload */
     int fd;           /* the input, or -1 */
     long long in_size, in_done;
-    unsigned char *buf; /* conf.chunk_kib KiB; owned */
+    long long chunk_len; /* the chunk being passed on; 0 once the input has ended */
+    unsigned char *buf;  /* conf.chunk_kib KiB; owned */
     size_t buf_len;
     hopper_blob_writer_t *w; /* the output until committed, or NULL */
     long long out_bytes, out_max;
@@ -278,9 +279,14 @@ static hopper_status_t codec_failure(run_t *r, int err, codec_alg_t alg)
     const char *name = codec_alg_name(alg);
     switch (err) {
     case CODEC_ECORRUPT:
+        if (r->chunk_len == 0)
+            return hopper_fail(r->job, HOPPER_FAIL_PERMANENT,
+                               "%s: \"blob\" %s is not valid %s data: %s (at its end, byte %lld)",
+                               r->type, r->blob, name, codec_error(r->codec), r->in_done);
         return hopper_fail(r->job, HOPPER_FAIL_PERMANENT,
-                           "%s: \"blob\" %s is not valid %s data: %s (at input byte %lld)", r->type,
-                           r->blob, name, codec_error(r->codec), r->in_done);
+                           "%s: \"blob\" %s is not valid %s data: %s (in input bytes %lld-%lld)",
+                           r->type, r->blob, name, codec_error(r->codec), r->in_done,
+                           r->in_done + r->chunk_len - 1);
     case CODEC_ESINK:
         if (r->out_too_big)
             return hopper_fail(r->job, HOPPER_FAIL_PERMANENT,
@@ -316,12 +322,14 @@ static ssize_t read_full(int fd, unsigned char *buf, size_t len)
     return (ssize_t)got;
 }
 
-static void report_progress(run_t *r, const char *verb)
+/* Reports the share of the input read, at most every PROGRESS_EVERY_MS unless
+ * `last` (the input has ended: 100%). */
+static void report_progress(run_t *r, const char *verb, bool last)
 {
     int percent = r->in_size > 0 ? (int)(r->in_done * 100 / r->in_size) : 100;
     percent = percent > 100 ? 100 : percent;
     int64_t now = mono_ms();
-    if (percent <= r->last_percent || now - r->last_report_ms < PROGRESS_EVERY_MS)
+    if (!last && (percent <= r->last_percent || now - r->last_report_ms < PROGRESS_EVERY_MS))
         return;
     char msg[96];
     snprintf(msg, sizeof(msg), "%s %.1f of %.1f MiB", verb, (double)r->in_done / MIB,
@@ -345,13 +353,16 @@ static hopper_status_t stream(run_t *r, const char *verb, step_fn step, void *ar
         if (n < 0)
             return hopper_fail(r->job, HOPPER_FAIL_RETRYABLE, "%s: reading blob %s: %s", r->type,
                                r->blob, strerror(errno));
-        if (n == 0)
+        r->chunk_len = n;
+        if (n == 0) {
+            report_progress(r, verb, true);
             return HOPPER_OK;
+        }
         hopper_status_t st = step(r, r->buf, (size_t)n, arg);
         if (st != HOPPER_OK)
             return st;
         r->in_done += n;
-        report_progress(r, verb);
+        report_progress(r, verb, false);
     }
 }
 
