@@ -209,11 +209,15 @@ static int zstd_compress(codec_t *c, const void *data, size_t len, bool end, cod
     }
 }
 
-/* Decompresses `in` (possibly empty: then only drains what zstd still holds). */
+/* Decompresses `in`. zstd does not take in the last byte of a frame before it
+ * has handed out all of the frame's output, so "all input taken" is the loop's end
+ * (as in zstd's examples/streaming_decompression.c). Calling again with no input
+ * after a frame ended would start the next frame and make zstd_left nonzero: a
+ * complete stream whose output filled the buffer exactly would look truncated. */
 static int zstd_decompress(codec_t *c, const void *data, size_t len, codec_sink_fn sink, void *arg)
 {
     ZSTD_inBuffer in = {data, len, 0};
-    for (;;) {
+    while (in.pos < in.size) {
         ZSTD_outBuffer out = {c->out, OUT_CAP, 0};
         size_t r = ZSTD_decompressStream(c->zd, &out, &in);
         if (ZSTD_isError(r))
@@ -222,10 +226,8 @@ static int zstd_decompress(codec_t *c, const void *data, size_t len, codec_sink_
         int err = emit(c, out.pos, sink, arg);
         if (err)
             return err;
-        /* A full output buffer may leave more inside zstd: call again. */
-        if (in.pos == in.size && out.pos < out.size)
-            return CODEC_OK;
     }
+    return CODEC_OK;
 }
 
 static int gzip_fail(codec_t *c, int zr)
@@ -316,8 +318,9 @@ int codec_finish(codec_t *c, codec_sink_fn sink, void *arg)
     if (c->compress)
         return c->alg == CODEC_ZSTD ? zstd_compress(c, NULL, 0, true, sink, arg)
                                     : gzip_compress(c, NULL, 0, true, sink, arg);
-    /* codec_feed returns only once zstd and zlib hold no output back: nothing to
-     * drain, only the question whether the input ended where a frame did. */
+    /* Nothing to drain: zlib's loop ends only once inflate holds no output back, and
+     * zstd keeps the last byte of a frame until it has handed out the frame's output.
+     * Only the question is left whether the input ended where a frame did. */
     bool complete = c->alg == CODEC_ZSTD ? c->zstd_left == 0 : c->gz_ended;
     if (!c->got_input || !complete) {
         snprintf(c->err, sizeof(c->err), "%s",

@@ -366,12 +366,18 @@ static hopper_status_t stream(run_t *r, const char *verb, step_fn step, void *ar
     }
 }
 
-static void log_done(run_t *r, const char *what)
+/* Logs what the job did and how fast: "compressed N -> M bytes in T ms (R MiB/s)";
+ * without an output blob, "digested N bytes ...". */
+static void log_done(run_t *r, const char *what, bool has_output)
 {
     int64_t ms = mono_ms() - r->start_ms;
-    hopper_log(r->job, HOPPER_LOG_INFO, "%s %lld -> %lld bytes in %" PRId64 " ms (%.1f MiB/s)",
-               what, r->in_done, r->out_bytes, ms,
-               ms > 0 ? (double)r->in_done / MIB * 1000.0 / (double)ms : 0.0);
+    double rate = ms > 0 ? (double)r->in_done / MIB * 1000.0 / (double)ms : 0.0;
+    if (has_output)
+        hopper_log(r->job, HOPPER_LOG_INFO, "%s %lld -> %lld bytes in %" PRId64 " ms (%.1f MiB/s)",
+                   what, r->in_done, r->out_bytes, ms, rate);
+    else
+        hopper_log(r->job, HOPPER_LOG_INFO, "%s %lld bytes in %" PRId64 " ms (%.1f MiB/s)", what,
+                   r->in_done, ms, rate);
 }
 
 /* ---- cpu.compress ---- */
@@ -438,7 +444,7 @@ static hopper_status_t compress_run(run_t *r)
     st = commit_output(r, id);
     if (st != HOPPER_OK)
         return st;
-    log_done(r, "compressed");
+    log_done(r, "compressed", true);
     char result[RESULT_MAX];
     snprintf(result, sizeof(result),
              "{\"blob\":\"%s\",\"algorithm\":\"%s\",\"level\":%d,\"in_bytes\":%lld,"
@@ -508,7 +514,7 @@ static hopper_status_t decompress_run(run_t *r)
     st = commit_output(r, id);
     if (st != HOPPER_OK)
         return st;
-    log_done(r, "decompressed");
+    log_done(r, "decompressed", true);
     char result[RESULT_MAX];
     snprintf(result, sizeof(result),
              "{\"blob\":\"%s\",\"algorithm\":\"%s\",\"in_bytes\":%lld,\"out_bytes\":%lld}", id,
@@ -630,7 +636,7 @@ static hopper_status_t digest_run(run_t *r, digest_set_t *s)
         n += (size_t)snprintf(result + n, sizeof(result) - n, "\",");
     }
     snprintf(result + n, sizeof(result) - n, "\"bytes\":%lld}", r->in_done);
-    log_done(r, "digested");
+    log_done(r, "digested", false);
     return hopper_succeed(r->job, result);
 }
 

@@ -595,54 +595,110 @@ static void test_round_trip(void **state)
     stop_worker();
 }
 
-/* Output of the command-line tools decompresses too: several gzip members and
- * several zstd frames in one file, as `cat a.gz b.gz` makes. */
+/* The whole file at `path`, malloc'd; its length in *len. */
+static unsigned char *slurp_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* What the command-line tools write decompresses too: several gzip members or zstd
+ * frames in one file, as `cat a.gz b.gz` makes, and single streams of every level
+ * whose output is a whole number of the plugin's output buffers (256 KiB): a
+ * complete zstd stream once looked truncated then. */
 static void test_tool_output(void **state)
 {
     (void)state;
     const char *text = "hello, cpu plugin\n";
-    char path[] = "/tmp/hopper-test-cpu-tool-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    const char *tools[] = {"gzip", "zstd"};
-    char ids[2][BLOB_ID_LEN + 1];
-    int ntools = 0;
-    for (int i = 0; i < 2; i++) {
-        if (!have_program(tools[i])) {
-            fprintf(stderr, "no %s program: skipping its multi-frame case\n", tools[i]);
+    size_t mixed_len = 1 << 20;
+    unsigned char *mixed = malloc(mixed_len);
+    fill_block(mixed, mixed_len / 2, 0);
+    fill_block(mixed + mixed_len / 2, mixed_len / 2, 1);
+    char dir[] = "/tmp/hopper-test-cpu-tool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char small_path[96], mixed_path[96], out_path[96];
+    snprintf(small_path, sizeof(small_path), "%s/small", dir);
+    snprintf(mixed_path, sizeof(mixed_path), "%s/mixed", dir);
+    snprintf(out_path, sizeof(out_path), "%s/out", dir);
+    write_file(small_path, text, strlen(text));
+    write_file(mixed_path, mixed, mixed_len);
+    struct {
+        const char *tool, *args;
+        bool twice; /* the small text compressed twice, one after the other; else mixed */
+        char id[BLOB_ID_LEN + 1];
+    } cases[] = {
+        {"gzip", "-q", true, ""},
+        {"zstd", "-q", true, ""},
+        {"gzip", "-q -9", false, ""},
+        {"gzip", "-q -1", false, ""},
+        {"zstd", "-q -19", false, ""},
+        {"zstd", "-q -3", false, ""},
+        {"zstd", "-q -1 --no-check", false, ""},
+    };
+    size_t ncases = sizeof(cases) / sizeof(cases[0]);
+    for (size_t i = 0; i < ncases; i++) {
+        const char *tool = cases[i].tool, *args = cases[i].args;
+        if (!have_program(tool)) {
+            fprintf(stderr, "no %s program: skipping `%s %s`\n", tool, tool, args);
             continue;
         }
-        char cmd[512], out[64];
-        snprintf(out, sizeof(out), "%s.%s", path, tools[i]);
-        snprintf(cmd, sizeof(cmd), "(%s -c < '%s'; %s -c < '%s') > '%s'", tools[i], path, tools[i],
-                 path, out);
+        char cmd[700];
+        if (cases[i].twice)
+            snprintf(cmd, sizeof(cmd), "(%s %s -c < '%s'; %s %s -c < '%s') > '%s'", tool, args,
+                     small_path, tool, args, small_path, out_path);
+        else
+            snprintf(cmd, sizeof(cmd), "%s %s -c < '%s' > '%s'", tool, args, mixed_path, out_path);
         assert_int_equal(system(cmd), 0);
-        FILE *f = fopen(out, "rb");
-        unsigned char buf[4096];
-        size_t n = fread(buf, 1, sizeof(buf), f);
-        fclose(f);
-        unlink(out);
-        put_blob(buf, n, ids[ntools++]);
+        size_t n = 0;
+        unsigned char *data = slurp_file(out_path, &n);
+        put_blob(data, n, cases[i].id);
+        free(data);
     }
-    unlink(path);
-    if (!ntools)
-        skip();
     const char *q = test_queue_name("cpu-tool");
     start_worker(q, 2);
-    for (int i = 0; i < ntools; i++) {
-        jid_t id = enqueue(q, "cpu.decompress", "{\"blob\":\"%s\",\"algorithm\":\"auto\"}", ids[i]);
+    for (size_t i = 0; i < ncases; i++) {
+        if (!cases[i].id[0])
+            continue;
+        jid_t id =
+            enqueue(q, "cpu.decompress", "{\"blob\":\"%s\",\"algorithm\":\"auto\"}", cases[i].id);
         json_t *r = wait_result(id.s);
+        assert_string_equal(jstr(r, "algorithm"), cases[i].tool);
         size_t len = 0;
         unsigned char *got = read_blob(jstr(r, "blob"), &len);
-        assert_int_equal(len, 2 * strlen(text));
-        assert_memory_equal(got, text, strlen(text));
-        assert_memory_equal(got + strlen(text), text, strlen(text));
+        if (cases[i].twice) {
+            assert_int_equal(len, 2 * strlen(text));
+            assert_memory_equal(got, text, strlen(text));
+            assert_memory_equal(got + strlen(text), text, strlen(text));
+        } else {
+            assert_int_equal(len, mixed_len);
+            assert_memory_equal(got, mixed, mixed_len);
+        }
         free(got);
         json_decref(r);
     }
     stop_worker();
+    free(mixed);
+    char rm[128];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
+    assert_int_equal(system(rm), 0);
 }
 
 /* Several digests in one pass, each equal to OpenSSL's over the same bytes here. */
