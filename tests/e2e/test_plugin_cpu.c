@@ -226,22 +226,38 @@ static void make_big_blob(void)
 
 /* ---- The worker ---- */
 
-/* hopper worker with the cpu plugin on `queue`, one process of `threads` threads,
- * started and serving. */
-static void start_worker(const char *queue, int threads)
+/* Starts hopper worker with the cpu plugin on `queue`, one process of `threads`
+ * threads, with --plugin-config `plugin_config` (NULL: none). Does not wait. */
+static void spawn_worker(const char *queue, int threads, const char *plugin_config)
 {
     char th[16], url[96];
     snprintf(th, sizeof(th), "%d", threads);
     snprintf(url, sizeof(url), "HOPPER_REDIS_URL=%s", redis.url);
-    const char *const argv[] = {HOPPER_BIN,   "worker",      "--queues", queue,       "--plugins",
-                                CPU_PLUGIN,   "--processes", "1",        "--threads", th,
-                                "--blob-dir", blob_dir,      "--lease",  "3s",        NULL};
+    const char *argv[20] = {HOPPER_BIN,   "worker",      "--queues", queue,       "--plugins",
+                            CPU_PLUGIN,   "--processes", "1",        "--threads", th,
+                            "--blob-dir", blob_dir,      "--lease",  "3s",        NULL};
+    if (plugin_config) {
+        argv[14] = "--plugin-config";
+        argv[15] = plugin_config;
+        argv[16] = NULL;
+    }
     const char *const env[] = {
         url, "HOPPER_LOG_LEVEL=info", "HOPPER_QUEUES=", "HOPPER_PLUGINS=", "HOPPER_CONFIG=", NULL};
     assert_int_equal(test_proc_start(&worker, argv, env), 0);
     worker_running = true;
+}
+
+/* The worker as spawn_worker starts it, serving. */
+static void start_worker_config(const char *queue, int threads, const char *plugin_config)
+{
+    spawn_worker(queue, threads, plugin_config);
     if (!test_proc_wait_log(&worker, ": serving ", START_WAIT_MS))
         fail_msg("the worker did not start serving within %d ms", START_WAIT_MS);
+}
+
+static void start_worker(const char *queue, int threads)
+{
+    start_worker_config(queue, threads, NULL);
 }
 
 /* A graceful stop; the worker's log must hold no sanitizer report. */
@@ -542,7 +558,8 @@ static void test_round_trip(void **state)
 {
     (void)state;
     const char *q = test_queue_name("cpu-rt");
-    start_worker(q, 2);
+    /* Smaller chunks, and zstd's own threads: the output is the same format. */
+    start_worker_config(q, 2, "{\"cpu\": {\"chunk_kib\": 256, \"zstd_workers\": 1}}");
     jid_t cz =
         enqueue(q, "cpu.compress", "{\"blob\":\"%s\",\"algorithm\":\"zstd\",\"level\":3}", big_id);
     jid_t cg = enqueue(q, "cpu.compress", "{\"blob\":\"%s\",\"algorithm\":\"gzip\"}", big_id);
@@ -1062,6 +1079,36 @@ static void test_two_threads_busy(void **state)
     stop_worker();
 }
 
+/* A bad setting stops the worker at start, with a message naming the key. */
+static void test_bad_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *config, *expect;
+    } cases[] = {
+        {"{\"cpu\": {\"chunk_kib\": \"lots\"}}",
+         "cpu: chunk_kib must be an integer from 4 to 65536, not lots"},
+        {"{\"cpu\": {\"max_output_mib\": 0}}",
+         "cpu: max_output_mib must be an integer from 1 to 1048576, not 0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        spawn_worker(test_queue_name("cpu-config"), 1, cases[i].config);
+        int64_t end = hp_mono_ms() + START_WAIT_MS;
+        while (!test_proc_exited(&worker)) {
+            if (hp_mono_ms() > end)
+                fail_msg("the worker still runs with plugin config %s", cases[i].config);
+            hp_sleep_ms(20);
+        }
+        char *log = test_proc_log(&worker);
+        if (worker.status == 0 || !strstr(log, cases[i].expect))
+            fail_msg("the worker exited with status %d and log:\n%s\nexpected \"%s\"",
+                     worker.status, log, cases[i].expect);
+        free(log);
+        test_proc_cleanup(&worker);
+        worker_running = false;
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1074,6 +1121,7 @@ int main(void)
         cmocka_unit_test_teardown(test_digest, teardown),
         cmocka_unit_test_teardown(test_bad_input, teardown),
         cmocka_unit_test_teardown(test_progress_and_cancel, teardown),
+        cmocka_unit_test_teardown(test_bad_config, teardown),
         cmocka_unit_test_teardown(test_two_threads_busy, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
