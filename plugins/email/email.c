@@ -1008,7 +1008,7 @@ static hopper_status_t send_mail(hopper_job_t *job, void *type_ctx)
               c->server, (long long)open_for);
         goto fail;
     }
-    hopper_log(job, HOPPER_LOG_INFO, "sending %s (%zu bytes, %zu recipients) through %s",
+    hopper_log(job, HOPPER_LOG_INFO, "sending <%s> (%zu bytes, %zu recipients) through %s",
                message_id, msg.len, m.nto + m.ncc + m.nbcc, c->server);
     int rc = deliver(job, c, &m, msg.p, msg.len, message_id, &result, &f);
     breaker_report(c->breaker, c->server, rc != 0 && f.kind == HOPPER_FAIL_RETRYABLE);

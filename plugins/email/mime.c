@@ -18,7 +18,7 @@
 #define FOLD_AT      78  /* RFC 5322's recommended line length */
 #define WORD_MAX     900 /* an unfoldable word longer than this is encoded instead */
 #define EW_CHUNK     39  /* UTF-8 bytes per encoded-word: 52 base64 chars, 64 in all */
-#define PCT_CHUNK    60  /* characters of an RFC 2231 value per continuation line */
+#define PCT_CHUNK    54  /* characters of an RFC 2231 value per continuation line */
 #define SIMPLE_FNAME 50  /* longer file names use RFC 2231 continuations */
 
 /* ---- Buffer ---- */
