@@ -58,9 +58,10 @@ static char blobdir[] = "/tmp/hopper-test-mail-blobs-XXXXXX";
 static blobstore_t *bs;
 static test_proc_t worker_a; /* all tests but the breaker's and STARTTLS's use it */
 static const char *queue_a;
-static test_proc_t worker_b, smtpd_b; /* the breaker's, then a server on its port */
-static test_proc_t worker_c;          /* STARTTLS required */
-static int passed;                    /* tests that got to their end */
+static test_proc_t worker_b, smtpd_b;             /* the breaker's, then a server on its port */
+static test_proc_t worker_c;                      /* STARTTLS required */
+static test_proc_t worker_d, worker_e, smtpd_tls; /* STARTTLS: CA trusted, and not */
+static int passed;                                /* tests that got to their end */
 
 /* ---- Helpers ---- */
 
@@ -76,12 +77,15 @@ static void print_log(const char *label, const test_proc_t *p)
 
 /* `hopper worker` on `queue` with the email plugin and `config` as its section of
  * --plugin-config; the password reaches it only through the environment. */
-static void start_worker(test_proc_t *w, const char *queue, int threads, const char *config)
+static void start_worker_home(test_proc_t *w, const char *queue, int threads, const char *config,
+                              const char *home)
 {
     char cfg[1024], th[16], url[128];
     snprintf(cfg, sizeof(cfg), "{\"email\":%s}", config);
     snprintf(th, sizeof(th), "%d", threads);
     snprintf(url, sizeof(url), "HOPPER_REDIS_URL=%s", redis.url);
+    char home_env[320];
+    snprintf(home_env, sizeof(home_env), "HOME=%s", home ? home : "");
     const char *argv[] = {HOPPER_BIN,        "worker",     "--queues",   queue,
                           "--plugins",       EMAIL_PLUGIN, "--threads",  th,
                           "--processes",     "1",          "--blob-dir", blobdir,
@@ -91,6 +95,7 @@ static void start_worker(test_proc_t *w, const char *queue, int threads, const c
                          "HOPPER_QUEUES=",
                          "HOPPER_THREADS=",
                          "HOPPER_TEST_SMTP_PASSWORD=" SECRET,
+                         home ? home_env : NULL,
                          NULL};
     assert_int_equal(test_proc_start(w, argv, env), 0);
     if (!test_proc_wait_log(w, ": serving ", START_MS)) {
@@ -99,19 +104,28 @@ static void start_worker(test_proc_t *w, const char *queue, int threads, const c
     }
 }
 
-static void start_smtpd(test_proc_t *p, int port, const char *dir, const char *auth)
+#define start_worker(w, queue, threads, config) start_worker_home(w, queue, threads, config, NULL)
+
+/* smtpd.py on `port`, saving to `dir`; with AUTH for "user:password" when auth is set,
+ * with STARTTLS required when tls names a directory with cert.pem and key.pem. */
+static void start_smtpd(test_proc_t *p, int port, const char *dir, const char *auth,
+                        const char *tls)
 {
-    char ports[16];
+    char ports[16], cert[256], key[256];
     snprintf(ports, sizeof(ports), "%d", port);
-    const char *argv[] = {PYTHON,
-                          HOPPER_EMAIL_FIXTURES "/smtpd.py",
-                          "--port",
-                          ports,
-                          "--dir",
-                          dir,
-                          auth ? "--auth" : NULL,
-                          auth,
-                          NULL};
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tls ? tls : "");
+    snprintf(key, sizeof(key), "%s/key.pem", tls ? tls : "");
+    const char *argv[10] = {PYTHON, HOPPER_EMAIL_FIXTURES "/smtpd.py", "--port", ports, "--dir",
+                            dir};
+    int n = 6;
+    if (auth) {
+        argv[n++] = "--auth";
+        argv[n++] = auth;
+    } else if (tls) {
+        argv[n++] = "--tls";
+        argv[n++] = cert;
+        argv[n++] = key;
+    }
     assert_int_equal(test_proc_start(p, argv, NULL), 0);
     if (!test_proc_wait_log(p, "smtpd: listening", START_MS)) {
         print_log("smtpd", p);
@@ -518,7 +532,7 @@ static void test_server_down_and_breaker(void **state)
      * and closes the circuit for the jobs after it. */
     char dir[] = "/tmp/hopper-test-mail2-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    start_smtpd(&smtpd_b, port, dir, NULL);
+    start_smtpd(&smtpd_b, port, dir, NULL, NULL);
     int64_t left = 5500 - (hp_mono_ms() - t0);
     if (left > 0)
         hp_sleep_ms(left);
@@ -561,6 +575,58 @@ static void test_starttls_required(void **state)
     passed++;
 }
 
+/* STARTTLS with certificate checks: a worker whose user trusts the server's CA
+ * (~/.config/libesmtp/ca.pem, Debian's libESMTP's trust store) sends over TLS; one that does not
+ * refuses the certificate, sends nothing, and may retry. */
+static void test_starttls_verified(void **state)
+{
+    (void)state;
+    char tls[] = "/tmp/hopper-test-mail-tls-XXXXXX";
+    assert_non_null(mkdtemp(tls));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+             "-nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost >openssl.log 2>&1 && mkdir -p -m 700 "
+             "home/.config/libesmtp && cp cert.pem home/.config/libesmtp/ca.pem && "
+             "chmod 600 home/.config/libesmtp/ca.pem && mkdir mail",
+             tls);
+    assert_int_equal(system(cmd), 0);
+    char dir[300], home[300];
+    snprintf(dir, sizeof(dir), "%s/mail", tls);
+    snprintf(home, sizeof(home), "%s/home", tls);
+    int port = test_free_port();
+    start_smtpd(&smtpd_tls, port, dir, NULL, tls);
+
+    char cfg[256];
+    snprintf(cfg, sizeof(cfg),
+             "{\"host\":\"localhost\",\"port\":%d,\"from\":\"a@example.org\","
+             "\"starttls\":\"required\"}",
+             port);
+    const char *trusted = test_queue_name("email-tls-ok");
+    const char *untrusted = test_queue_name("email-tls-bad");
+    start_worker_home(&worker_d, trusted, 1, cfg, home);
+    start_worker(&worker_e, untrusted, 1, cfg);
+    char *ok = enqueue(trusted, json_pack("{s:s,s:s}", "to", "ada@example.com", "text", "tls"), 2);
+    char *bad =
+        enqueue(untrusted, json_pack("{s:s,s:s}", "to", "ada@example.com", "text", "tls"), 2);
+    job_free(wait_state(ok, JOB_STATE_SUCCEEDED));
+    expect_failure(bad, JOB_STATE_FAILED, "TLS certificate", "did not verify");
+    assert_int_equal(mail_count(dir), 1);
+    json_t *env = envelope(dir, 1);
+    assert_true(json_is_true(json_object_get(env, "tls")));
+    json_decref(env);
+
+    assert_int_equal(test_proc_stop(&worker_d, 20000), 0);
+    assert_int_equal(test_proc_stop(&worker_e, 20000), 0);
+    test_proc_stop(&smtpd_tls, 5000);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls);
+    assert_int_equal(system(cmd), 0);
+    free(ok);
+    free(bad);
+    passed++;
+}
+
 /* Last: the shared worker stops cleanly, and never logged the password. */
 static void test_worker_stops_clean(void **state)
 {
@@ -588,7 +654,7 @@ static int group_setup(void **state)
     if (!mkdtemp(maildir) || !mkdtemp(blobdir) || !(bs = blobstore_open(blobdir, err, sizeof(err))))
         return -1;
     smtp_port = test_free_port();
-    start_smtpd(&smtpd, smtp_port, maildir, "hopper:" SECRET);
+    start_smtpd(&smtpd, smtp_port, maildir, "hopper:" SECRET, NULL);
     char cfg[512];
     snprintf(cfg, sizeof(cfg),
              "{\"host\":\"127.0.0.1\",\"port\":%d,\"username\":\"hopper\","
@@ -603,15 +669,21 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (passed < 5) {
+    if (passed < 6) {
         print_log("worker A", &worker_a);
         print_log("worker B (breaker)", &worker_b);
         print_log("worker C (STARTTLS)", &worker_c);
+        print_log("worker D (CA trusted)", &worker_d);
+        print_log("worker E (CA not trusted)", &worker_e);
         print_log("smtpd", &smtpd);
+        print_log("smtpd (TLS)", &smtpd_tls);
     }
     test_proc_cleanup(&worker_a);
     test_proc_cleanup(&worker_b);
     test_proc_cleanup(&worker_c);
+    test_proc_cleanup(&worker_d);
+    test_proc_cleanup(&worker_e);
+    test_proc_cleanup(&smtpd_tls);
     test_proc_cleanup(&smtpd_b);
     test_proc_cleanup(&smtpd);
     free((void *)queue_a);
@@ -633,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_server_down_and_breaker),
         cmocka_unit_test(test_starttls_required),
+        cmocka_unit_test(test_starttls_verified),
         cmocka_unit_test(test_worker_stops_clean),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
