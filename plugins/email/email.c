@@ -18,6 +18,8 @@
  */
 #include <hopper/plugin.h>
 
+#include <openssl/ssl.h> /* before libesmtp.h: it declares smtp_starttls_set_ctx then */
+
 #include <auth-client.h>
 #include <libesmtp.h>
 
@@ -58,6 +60,7 @@ typedef struct email_conf_s {
     char server[300];     /* "host:port": what libESMTP dials and the breaker's key */
     tls_mode_t starttls;  /* "starttls": off | when_offered | required */
     bool tls_verify;      /* "tls_verify": refuse a certificate that does not verify */
+    SSL_CTX *tls;         /* ours, shared by all sessions; CAs from "tls_ca_file" or system */
     char *username;       /* "username" or $<username_env>; NULL: no AUTH */
     char *password;       /* "password" or $<password_env>; never logged */
     long long timeout_ms; /* "timeout_ms": each SMTP wait (greeting, each reply, data) */
@@ -90,6 +93,7 @@ static void conf_free(email_conf_t *c)
     free(c->username);
     free(c->from);
     free(c->helo);
+    SSL_CTX_free(c->tls);
     breaker_free(c->breaker);
     free(c);
 }
@@ -167,6 +171,30 @@ static char *conf_secret(hopper_plugin_t *p, const char *key, const char *env_ke
     return e && *e ? strdup(e) : NULL;
 }
 
+/*
+ * The TLS context every session uses. TLS 1.2 at most: libESMTP 1.1 hangs until its
+ * timeout when a TLS 1.3 server's post-handshake session tickets are already
+ * waiting as the client reads its reply to EHLO (seen with a slow client against
+ * aiosmtpd: tests/e2e/test_plugin_email.c). The CAs are "tls_ca_file" when set,
+ * else the system's; libESMTP checks the result and the host name itself.
+ */
+static int tls_setup(hopper_plugin_t *p, email_conf_t *c, char **errmsg)
+{
+    const char *ca = hopper_config(p, "tls_ca_file");
+    c->tls = SSL_CTX_new(TLS_client_method());
+    if (!c->tls)
+        return init_error(errmsg, "email: cannot create a TLS context");
+    SSL_CTX_set_min_proto_version(c->tls, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(c->tls, TLS1_2_VERSION);
+    if (ca ? SSL_CTX_load_verify_locations(c->tls, ca, NULL) != 1
+           : SSL_CTX_set_default_verify_paths(c->tls) != 1)
+        return init_error(errmsg,
+                          "email: config \"tls_ca_file\": cannot load CA certificates "
+                          "from %s",
+                          ca ? ca : "the system's default locations");
+    return 0;
+}
+
 /* The default From must be an address a job can use as it is. */
 static int check_conf_from(const char *from, char **errmsg)
 {
@@ -220,6 +248,11 @@ static int conf_load(hopper_plugin_t *p, email_conf_t **out, char **errmsg)
         conf_free(c);
         return init_error(errmsg, "email: config \"starttls\" must be \"off\", \"when_offered\" or "
                                   "\"required\"");
+    }
+
+    if (c->starttls != TLS_OFF && tls_setup(p, c, errmsg)) {
+        conf_free(c);
+        return -1;
     }
 
     c->username = conf_secret(p, "username", "username_env", "HOPPER_EMAIL_USERNAME");
@@ -899,6 +932,10 @@ static int deliver(hopper_job_t *job, const email_conf_t *c, const mail_t *m, co
         !smtp_option_require_all_recipients(session, 1) ||
         !smtp_set_reverse_path(msg, m->from.email) || !smtp_set_messagecb(msg, message_cb, &s)) {
         failf(f, HOPPER_FAIL_RETRYABLE, "cannot set up the SMTP session (out of memory?)");
+        goto done;
+    }
+    if (c->tls && !smtp_starttls_set_ctx(session, c->tls)) {
+        failf(f, HOPPER_FAIL_RETRYABLE, "cannot give libESMTP the TLS context");
         goto done;
     }
     if (!smtp_starttls_enable(session, tls[c->starttls]) && c->starttls != TLS_OFF) {

@@ -77,15 +77,12 @@ static void print_log(const char *label, const test_proc_t *p)
 
 /* `hopper worker` on `queue` with the email plugin and `config` as its section of
  * --plugin-config; the password reaches it only through the environment. */
-static void start_worker_home(test_proc_t *w, const char *queue, int threads, const char *config,
-                              const char *home)
+static void start_worker(test_proc_t *w, const char *queue, int threads, const char *config)
 {
     char cfg[1024], th[16], url[128];
     snprintf(cfg, sizeof(cfg), "{\"email\":%s}", config);
     snprintf(th, sizeof(th), "%d", threads);
     snprintf(url, sizeof(url), "HOPPER_REDIS_URL=%s", redis.url);
-    char home_env[320];
-    snprintf(home_env, sizeof(home_env), "HOME=%s", home ? home : "");
     const char *argv[] = {HOPPER_BIN,        "worker",     "--queues",   queue,
                           "--plugins",       EMAIL_PLUGIN, "--threads",  th,
                           "--processes",     "1",          "--blob-dir", blobdir,
@@ -95,7 +92,6 @@ static void start_worker_home(test_proc_t *w, const char *queue, int threads, co
                          "HOPPER_QUEUES=",
                          "HOPPER_THREADS=",
                          "HOPPER_TEST_SMTP_PASSWORD=" SECRET,
-                         home ? home_env : NULL,
                          NULL};
     assert_int_equal(test_proc_start(w, argv, env), 0);
     if (!test_proc_wait_log(w, ": serving ", START_MS)) {
@@ -103,8 +99,6 @@ static void start_worker_home(test_proc_t *w, const char *queue, int threads, co
         fail_msg("the worker on %s did not start serving", queue);
     }
 }
-
-#define start_worker(w, queue, threads, config) start_worker_home(w, queue, threads, config, NULL)
 
 /* smtpd.py on `port`, saving to `dir`; with AUTH for "user:password" when auth is set,
  * with STARTTLS required when tls names a directory with cert.pem and key.pem. */
@@ -575,8 +569,8 @@ static void test_starttls_required(void **state)
     passed++;
 }
 
-/* STARTTLS with certificate checks: a worker whose user trusts the server's CA
- * (~/.config/libesmtp/ca.pem, Debian's libESMTP's trust store) sends over TLS; one that does not
+/* STARTTLS with certificate checks: a worker that trusts the server's CA (config
+ * "tls_ca_file") sends over TLS; one that does not
  * refuses the certificate, sends nothing, and may retry. */
 static void test_starttls_verified(void **state)
 {
@@ -587,26 +581,27 @@ static void test_starttls_verified(void **state)
     snprintf(cmd, sizeof(cmd),
              "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
              "-nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost "
-             "-addext subjectAltName=DNS:localhost >openssl.log 2>&1 && mkdir -p -m 700 "
-             "home/.config/libesmtp && cp cert.pem home/.config/libesmtp/ca.pem && "
-             "chmod 600 home/.config/libesmtp/ca.pem && mkdir mail",
+             "-addext subjectAltName=DNS:localhost >openssl.log 2>&1 && mkdir mail",
              tls);
     assert_int_equal(system(cmd), 0);
-    char dir[300], home[300];
+    char dir[300];
     snprintf(dir, sizeof(dir), "%s/mail", tls);
-    snprintf(home, sizeof(home), "%s/home", tls);
     int port = test_free_port();
     start_smtpd(&smtpd_tls, port, dir, NULL, tls);
 
-    char cfg[256];
-    snprintf(cfg, sizeof(cfg),
+    char cfg_ok[512], cfg_bad[256];
+    snprintf(cfg_ok, sizeof(cfg_ok),
+             "{\"host\":\"localhost\",\"port\":%d,\"from\":\"a@example.org\","
+             "\"starttls\":\"required\",\"tls_ca_file\":\"%s/cert.pem\"}",
+             port, tls);
+    snprintf(cfg_bad, sizeof(cfg_bad),
              "{\"host\":\"localhost\",\"port\":%d,\"from\":\"a@example.org\","
              "\"starttls\":\"required\"}",
              port);
     const char *trusted = test_queue_name("email-tls-ok");
     const char *untrusted = test_queue_name("email-tls-bad");
-    start_worker_home(&worker_d, trusted, 1, cfg, home);
-    start_worker(&worker_e, untrusted, 1, cfg);
+    start_worker(&worker_d, trusted, 1, cfg_ok);
+    start_worker(&worker_e, untrusted, 1, cfg_bad);
     char *ok = enqueue(trusted, json_pack("{s:s,s:s}", "to", "ada@example.com", "text", "tls"), 2);
     char *bad =
         enqueue(untrusted, json_pack("{s:s,s:s}", "to", "ada@example.com", "text", "tls"), 2);
