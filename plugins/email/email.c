@@ -810,6 +810,17 @@ static void add_rcpts(rcpt_t *out, size_t *n, const char *field, const mime_addr
     }
 }
 
+/* A refusal for want of authentication (RFC 4954: 530 5.7.0 required, 535 5.7.8
+ * invalid credentials, 538 5.7.11 encryption required): the operator's config is
+ * wrong, not the job, so it is retryable. libESMTP goes on to MAIL FROM after a
+ * failed AUTH, so this shows as the sender's status. */
+static bool auth_refusal(const smtp_status_t *st)
+{
+    return st->code == 530 || st->code == 535 || st->code == 538 ||
+           (st->enh_class == 5 && st->enh_subject == 7 &&
+            (st->enh_detail == 8 || st->enh_detail == 9 || st->enh_detail == 11));
+}
+
 /* Decides the outcome of a finished session. 0 on delivery (the result JSON in
  * *result, malloc'd), or -1 with f set. */
 static int classify(const email_conf_t *c, session_t *s, int started, smtp_message_t msg,
@@ -833,6 +844,11 @@ static int classify(const email_conf_t *c, session_t *s, int started, smtp_messa
                      e ? err : "the server ended the session");
     }
     const smtp_status_t *rp = smtp_reverse_path_status(msg);
+    if (auth_refusal(rp))
+        return failf(f, HOPPER_FAIL_RETRYABLE,
+                     "%s wants AUTH that succeeds (config \"username\"/\"password\"%s): %s",
+                     c->server, c->username ? ", which it refused" : ", not set",
+                     reply_text(rp, reply, sizeof(reply)));
     if (rp->code / 100 == 5)
         return bad(f, "field \"from\": %s refused the sender: %s", c->server,
                    reply_text(rp, reply, sizeof(reply)));
