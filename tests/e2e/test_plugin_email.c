@@ -13,6 +13,10 @@
  * addresses are permanent with the field named, a server that is down is
  * retryable, and after breaker_threshold such failures jobs fail fast with
  * "circuit open for 127.0.0.1:PORT" until a trial after breaker_open_ms succeeds.
+ * TLS and AUTH: STARTTLS "required" against a server without it sends nothing; a
+ * trusted CA (tls_ca_file) delivers over TLS, an untrusted one is refused; AUTH
+ * works with the password from the environment (never in a log), and a wrong
+ * password is retryable.
  *
  * Timing: waits poll with generous deadlines; the one fixed sleep outlasts the
  * breaker's 5 s open period.
@@ -650,7 +654,8 @@ static void test_worker_stops_clean(void **state)
     (void)state;
     assert_false(log_contains(&worker_a, SECRET));
     assert_int_equal(test_proc_stop(&worker_a, 20000), 0);
-    /* In the sanitizer build, a leak or error in a worker process shows here. */
+    /* In the sanitizer build, an ASan/UBSan report from a worker process shows here.
+     * (Not leaks: worker processes end with _exit, so LeakSanitizer never runs.) */
     assert_false(log_contains(&worker_a, "Sanitizer"));
     assert_false(log_contains(&worker_a, "runtime error"));
     passed++;
