@@ -67,6 +67,7 @@ static test_proc_t worker_c;                      /* STARTTLS required */
 static test_proc_t worker_d, worker_e, smtpd_tls; /* STARTTLS: CA trusted, and not */
 static test_proc_t worker_f;                      /* a wrong password */
 static int passed;                                /* tests that got to their end */
+static char scratch[2][64];                       /* per-test directories, removed at the end */
 
 /* ---- Helpers ---- */
 
@@ -531,6 +532,7 @@ static void test_server_down_and_breaker(void **state)
      * and closes the circuit for the jobs after it. */
     char dir[] = "/tmp/hopper-test-mail2-XXXXXX";
     assert_non_null(mkdtemp(dir));
+    snprintf(scratch[0], sizeof(scratch[0]), "%s", dir);
     start_smtpd(&smtpd_b, port, dir, NULL, NULL);
     int64_t left = 5500 - (hp_mono_ms() - t0);
     if (left > 0)
@@ -582,6 +584,7 @@ static void test_starttls_verified(void **state)
     (void)state;
     char tls[] = "/tmp/hopper-test-mail-tls-XXXXXX";
     assert_non_null(mkdtemp(tls));
+    snprintf(scratch[1], sizeof(scratch[1]), "%s", tls);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
@@ -716,7 +719,8 @@ static int group_teardown(void **state)
     free((void *)queue_a);
     blobstore_close(bs);
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", maildir, blobdir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s' '%s' '%s'", maildir, blobdir, scratch[0],
+             scratch[1]);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s, %s\n", maildir, blobdir);
     broker_close(B);
