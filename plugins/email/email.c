@@ -175,8 +175,9 @@ static char *conf_secret(hopper_plugin_t *p, const char *key, const char *env_ke
  * The TLS context every session uses. TLS 1.2 at most: libESMTP 1.1 hangs until its
  * timeout when a TLS 1.3 server's post-handshake session tickets are already
  * waiting as the client reads its reply to EHLO (test_plugin_email under ASan; a
- * libESMTP client that pauses 0.3 s after the handshake hangs every time). The CAs are
- * "tls_ca_file" when set, else the system's; libESMTP checks the result and the host name itself.
+ * libESMTP client that pauses 0.3 s after the handshake hangs every time). The CAs
+ * are "tls_ca_file" when set, else the system's; libESMTP checks the verify result
+ * and the host name itself.
  */
 static int tls_setup(hopper_plugin_t *p, email_conf_t *c, char **errmsg)
 {
