@@ -13,7 +13,7 @@
  * the blob it was writing, so no partial output is ever stored.
  *
  * This file owns payload checking, the read loop, failure classification and the
- * results; codec.c owns compression. DOC.md documents payloads and results.
+ * results; codec.c owns compression. docs/plugins.md documents payloads and results.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L

@@ -5,7 +5,7 @@
  * The renderer knows nothing of Hopper: it reads blobs, reports progress, asks
  * whether to stop and writes the finished PDF through the callbacks in render_io_t,
  * which plugins/pdf/pdf.c implements with the host API. What the document may
- * contain is specified in plugins/pdf/DOC.md; every way it can be wrong is a
+ * contain is specified in docs/plugins.md ("pdf"); every way it can be wrong is a
  * RENDER_BAD_INPUT with a message that names the element ("body[3].image: ...").
  */
 #ifndef HOPPER_PLUGINS_PDF_RENDER_H
