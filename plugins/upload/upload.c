@@ -673,15 +673,16 @@ static void classify_curl(const request_t *r, const transfer_t *t, CURLcode rc, 
     switch (rc) {
     case CURLE_ABORTED_BY_CALLBACK:
         o->host_trouble = false;
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: canceled", r->safe_url);
+        snprintf(o->msg, sizeof(o->msg), "upload to %.300s: canceled", r->safe_url);
         return;
     case CURLE_READ_ERROR:
         o->host_trouble = false;
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: reading blob %s failed: %s", r->safe_url,
-                 r->blob, t->read_errno ? strerror(t->read_errno) : detail);
+        snprintf(o->msg, sizeof(o->msg), "upload to %.300s: reading blob %.64s failed: %.500s",
+                 r->safe_url, r->blob, t->read_errno ? strerror(t->read_errno) : detail);
         return;
     case CURLE_OPERATION_TIMEDOUT:
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: timed out: %s", r->safe_url, detail);
+        snprintf(o->msg, sizeof(o->msg), "upload to %.300s: timed out: %.600s", r->safe_url,
+                 detail);
         return;
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
@@ -712,10 +713,10 @@ static void classify_curl(const request_t *r, const transfer_t *t, CURLcode rc, 
         break;
     }
     if (code > 0)
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: %s (server reply %ld)", r->safe_url, detail,
-                 code);
+        snprintf(o->msg, sizeof(o->msg), "upload to %.300s: %.600s (server reply %ld)", r->safe_url,
+                 detail, code);
     else
-        snprintf(o->msg, sizeof(o->msg), "upload to %s: %s", r->safe_url, detail);
+        snprintf(o->msg, sizeof(o->msg), "upload to %.300s: %.600s", r->safe_url, detail);
 }
 
 /* ---- JSON ---- */
@@ -987,7 +988,7 @@ static hopper_status_t handle_put(hopper_job_t *job, void *type_ctx)
     outcome_t o = {.kind = HOPPER_FAIL_RETRYABLE};
     bool ok = false;
     if (rc == CURLE_OUT_OF_MEMORY && msg[0]) {
-        snprintf(o.msg, sizeof(o.msg), "upload to %s: %s", r.safe_url, msg);
+        snprintf(o.msg, sizeof(o.msg), "upload to %.300s: %.600s", r.safe_url, msg);
     } else if (rc != CURLE_OK) {
         classify_curl(&r, &t, rc, code, errbuf, &o);
         if (rc == CURLE_ABORTED_BY_CALLBACK) {
