@@ -983,8 +983,12 @@ static int redis_queue_configure(broker_t *b, const char *queue, const queue_con
 
 static int redis_queue_pause(broker_t *b, const char *queue, bool paused)
 {
+    /* A queue paused before its first job is a queue: listed, and found by stats. */
+    int err = register_queues((redis_broker_t *)b, &queue, 1);
+    if (err)
+        return err;
     redisReply *r = NULL;
-    int err = eval1(b, SCRIPT_PAUSE, queue, 1, (const char *[]){paused ? "1" : "0"}, NULL, &r);
+    err = eval1(b, SCRIPT_PAUSE, queue, 1, (const char *[]){paused ? "1" : "0"}, NULL, &r);
     if (r)
         freeReplyObject(r);
     return err;

@@ -640,6 +640,25 @@ static void rate_limit_allows_a_burst_then_limits(void **state)
     assert_int_equal(broker_rate_take(b, key, 1, -1, &retry), HP_EINVAL);
 }
 
+/* ---- Pausing an unused queue ---- */
+
+static void pausing_a_new_queue_lists_it(void **state)
+{
+    (void)state;
+    assert_int_equal(broker_queue_pause(b, "paused-before-jobs", true), 0);
+    char **names;
+    size_t n;
+    assert_int_equal(broker_queues(b, &names, &n), 0);
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+        found = found || strcmp(names[i], "paused-before-jobs") == 0;
+    broker_queues_free(names, n);
+    assert_true(found);
+    queue_stats_t st;
+    assert_int_equal(broker_queue_stats(b, "paused-before-jobs", &st), 0);
+    assert_true(st.paused);
+}
+
 /* ---- Get many ---- */
 
 static void get_many_finds_each_in_one_call(void **state)
@@ -686,6 +705,7 @@ int main(void)
         cmocka_unit_test(token_fields_are_checked),
         cmocka_unit_test(rate_limit_allows_a_burst_then_limits),
         cmocka_unit_test(get_many_finds_each_in_one_call),
+        cmocka_unit_test(pausing_a_new_queue_lists_it),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
