@@ -407,6 +407,25 @@ int broker_delete(broker_t *b, const char *id)
     WITH_ID(b->ops->delete (b, ulid, queue));
 }
 
+/* Cursors are "<number>:<number or ulid>" (list.lua); anything else was not given
+ * out by a listing, and would silently start from the beginning. */
+static bool cursor_shaped(const char *cursor)
+{
+    size_t len = strlen(cursor), i = cursor[0] == '-' ? 1 : 0, digits = 0;
+    if (len == 0 || len > 64)
+        return len == 0;
+    for (; i < len && cursor[i] >= '0' && cursor[i] <= '9'; i++)
+        digits++;
+    if (digits == 0 || i >= len || cursor[i] != ':' || i + 1 == len)
+        return false;
+    for (i++; i < len; i++) {
+        char ch = cursor[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')))
+            return false;
+    }
+    return true;
+}
+
 int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
                 job_list_t *out)
 {
@@ -418,7 +437,7 @@ int broker_list(broker_t *b, const char *queue, job_state_t state, const char *c
         return broker__error(b, HP_EINVAL, "state: unknown");
     if (limit == 0 || limit > LIST_LIMIT_MAX)
         return broker__error(b, HP_EINVAL, "limit: must be 1-%d, got %zu", LIST_LIMIT_MAX, limit);
-    if (cursor && strlen(cursor) > 64)
+    if (cursor && !cursor_shaped(cursor))
         return broker__error(b, HP_EINVAL, "cursor: not one this server gave out");
     return b->ops->list(b, queue, state, cursor ? cursor : "", limit, out);
 }

@@ -882,6 +882,9 @@ static void test_list_pagination(void **state)
     expect_problem(R, 400, "state");
     GET("/v1/jobs?state=waiting");
     expect_problem(R, 400, "queue");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&cursor=garbage", q);
+    GET(path);
+    expect_problem(R, 400, "cursor");
 }
 
 static void test_retry_cancel_delete(void **state)
