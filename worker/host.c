@@ -169,13 +169,27 @@ static hopper_status_t h_set_failure(hopper_job_t *j, hopper_fail_kind_t kind, c
 /* Opened on first use, so a worker whose plugins use no blobs never creates the
  * directory; once per worker process. */
 static pthread_mutex_t blob_lock = PTHREAD_MUTEX_INITIALIZER;
-static blobstore_t *blob_store;
+static blobstore_t *_Atomic blob_store;
 static char *blob_dir;
 static int64_t blob_max;
 static bool blob_failed;
 
+/* A FORK job's child starts with whatever another thread held at the fork: a
+ * lock taken mid-open would never be released there. */
+static void reset_blob_lock(void)
+{
+    pthread_mutex_init(&blob_lock, NULL);
+}
+
+static void register_reset(void)
+{
+    pthread_atfork(NULL, NULL, reset_blob_lock);
+}
+
 void worker__blobs_configure(const char *dir, int64_t max_bytes)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_reset);
     hp_free(blob_dir);
     blob_dir = hp_strdup(dir ? dir : "hopper-blobs");
     blob_max = max_bytes;
@@ -183,6 +197,9 @@ void worker__blobs_configure(const char *dir, int64_t max_bytes)
 
 static blobstore_t *store(void)
 {
+    blobstore_t *open_now = blob_store;
+    if (open_now)
+        return open_now; /* the common case: no lock */
     pthread_mutex_lock(&blob_lock);
     if (!blob_store && !blob_failed && blob_dir) {
         char err[256];
