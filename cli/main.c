@@ -64,7 +64,7 @@ static const cli_verb_t verbs[] = {
      "  --json           one JSON object per line\n", cli_stats_options, cli_workers},
     {"pause", "QUEUE", "stop handing out a queue's jobs", "", cli_plain_options, cli_pause},
     {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
-    {"token", "create|list|revoke", "API tokens: create (shown once), list, revoke",
+    {"token", "SUB", "API tokens: create (shown once), list, revoke",
      "  (hopper token create --help, and likewise, for each one's options)\n", cli_token_options,
      cli_token},
     {"cron", "SUB EXPR", "check a cron expression: its next fire times, or it in words",
