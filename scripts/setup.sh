@@ -9,7 +9,7 @@ packages=(
     node-llhttp                           # llhttp's C sources (the HTTP parser)
     libesmtp-dev libhpdf-dev libcurl4-openssl-dev libzstd-dev zlib1g-dev libpng-dev libjpeg-dev
     fonts-dejavu-core                     # the plugins: email, pdf, upload, cpu
-    python3-aiosmtpd nginx qpdf poppler-utils   # real servers and checkers in plugin tests
+    python3-aiosmtpd nginx qpdf poppler-utils openssl zstd   # servers and checkers in plugin tests
     redis-server                          # the broker, for `run` and the tests
     libcmocka-dev clang-format            # tests and the style check
     wrk                                   # the HTTP benchmark (bench/run.sh)
