@@ -55,6 +55,10 @@ int cli_common_option(const cli_verb_t *verb, int opt, const char *arg, cli_comm
 int cli_parse_plain(const cli_verb_t *verb, int argc, char **argv, cli_common_t *common, int min,
                     int max);
 int cli_open_broker(const cli_common_t *common, broker_t **out);
+/* A verb of sub-verbs ("token create", ...): --help lists them all, else argv[1]
+ * picks one and runs it on argv+1; `expected` names them for a usage error. */
+int cli_run_subverb(const cli_verb_t *verb, const cli_verb_t *subs, size_t n, int argc, char **argv,
+                    const char *expected);
 int cli_broker_fail(broker_t *b, int err);
 int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, long min, long max,
                   long *out);

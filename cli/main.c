@@ -116,6 +116,25 @@ static bool uses_broker(const cli_verb_t *verb)
     return verb->options && verb->options != cli_cron_options;
 }
 
+int cli_run_subverb(const cli_verb_t *verb, const cli_verb_t *subs, size_t n, int argc, char **argv,
+                    const char *expected)
+{
+    const char *sub = argc > 1 ? argv[1] : "";
+    size_t prefix = strlen(verb->name) + 1; /* sub-verbs are named "<verb> <sub>" */
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        cli_print_help(verb);
+        for (size_t i = 0; i < n; i++)
+            printf("\nhopper %s%s%s: %s.\n%s", subs[i].name, subs[i].args[0] ? " " : "",
+                   subs[i].args, subs[i].summary, subs[i].help);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(subs[i].name + prefix, sub) == 0)
+            return subs[i].run(&subs[i], argc - 1, argv + 1);
+    }
+    return cli_usage(verb, "expected %s, got \"%s\"", expected, sub);
+}
+
 void cli_print_help(const cli_verb_t *verb)
 {
     printf("usage: hopper %s%s%s [options]\n\n%s.\n\noptions:\n%s%s", verb->name,

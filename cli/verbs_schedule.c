@@ -78,20 +78,8 @@ static const cli_verb_t subverbs[] = {
 
 int cli_schedule(const cli_verb_t *verb, int argc, char **argv)
 {
-    const char *sub = argc > 1 ? argv[1] : "";
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        cli_print_help(verb);
-        for (size_t i = 0; i < NSUBVERBS; i++)
-            printf("\nhopper %s%s%s: %s.\n%s", subverbs[i].name, subverbs[i].args[0] ? " " : "",
-                   subverbs[i].args, subverbs[i].summary, subverbs[i].help);
-        return CLI_EXIT_OK;
-    }
-    for (size_t i = 0; i < NSUBVERBS; i++) {
-        if (strcmp(subverbs[i].name + strlen("schedule "), sub) == 0)
-            return subverbs[i].run(&subverbs[i], argc - 1, argv + 1);
-    }
-    return cli_usage(verb, "expected list, get, set, delete, trigger, pause or resume, got \"%s\"",
-                     sub);
+    return cli_run_subverb(verb, subverbs, NSUBVERBS, argc, argv,
+                           "list, get, set, delete, trigger, pause or resume");
 }
 
 /* ---- Options ---- */
