@@ -66,47 +66,6 @@ void api_json(api_req_t *ar, int status, const char *json, size_t len)
     answer(ar, status, "application/json", json, len);
 }
 
-static const char *problem_title(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status >= 500 ? "Internal Server Error" : "Bad Request";
-    }
-}
-
-static char *problem_json(int status, const char *detail, size_t *len)
-{
-    hp_strbuf_t sb;
-    hp_strbuf_init(&sb, 0);
-    hp_strbuf_printf(&sb, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":",
-                     problem_title(status), status);
-    hp_strbuf_append_json_string(&sb, detail);
-    hp_strbuf_appends(&sb, "}");
-    return hp_strbuf_steal(&sb, len);
-}
-
 void api_problem(api_req_t *ar, int status, const char *fmt, ...)
 {
     char detail[1024];
@@ -115,7 +74,7 @@ void api_problem(api_req_t *ar, int status, const char *fmt, ...)
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     size_t len;
-    char *body = problem_json(status, detail, &len);
+    char *body = http_problem_json(status, detail, &len);
     answer(ar, status, "application/problem+json", body, len);
     hp_free(body);
 }
@@ -129,7 +88,7 @@ void api_set_problem(api_req_t *ar, int status, const char *fmt, ...)
     va_end(ap);
     hp_free(ar->body);
     ar->status = status;
-    ar->body = problem_json(status, detail, &ar->body_len);
+    ar->body = http_problem_json(status, detail, &ar->body_len);
 }
 
 void api_set_json(api_req_t *ar, int status, char *json, size_t len)

@@ -372,6 +372,17 @@ void http_respond(http_req_t *req, int status, const char *content_type, const c
     request_done(c, req);
 }
 
+char *http_problem_json(int status, const char *detail, size_t *len)
+{
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_printf(&sb, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":",
+                     status_text(status), status);
+    hp_strbuf_append_json_string(&sb, detail);
+    hp_strbuf_appends(&sb, "}");
+    return hp_strbuf_steal(&sb, len);
+}
+
 void http_problem(http_req_t *req, int status, const char *headers, const char *fmt, ...)
 {
     char detail[1024];
@@ -379,14 +390,10 @@ void http_problem(http_req_t *req, int status, const char *headers, const char *
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    hp_strbuf_t sb;
-    hp_strbuf_init(&sb, 0);
-    hp_strbuf_printf(&sb, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,\"detail\":",
-                     status_text(status), status);
-    hp_strbuf_append_json_string(&sb, detail);
-    hp_strbuf_appends(&sb, "}");
-    http_respond(req, status, "application/problem+json", headers, sb.data, sb.len);
-    hp_strbuf_cleanup(&sb);
+    size_t len;
+    char *body = http_problem_json(status, detail, &len);
+    http_respond(req, status, "application/problem+json", headers, body, len);
+    hp_free(body);
 }
 
 void http_stream_begin(http_req_t *req, int status, const char *content_type, const char *headers)

@@ -114,7 +114,9 @@ const char *http_header(const http_req_t *req, const char *name);
  */
 void http_respond(http_req_t *req, int status, const char *content_type, const char *headers,
                   const char *body, size_t len);
-/* An application/problem+json answer: {"type","title","status","detail"}. */
+/* An application/problem+json body, {"type","title","status","detail"}; hp_free it. */
+char *http_problem_json(int status, const char *detail, size_t *len);
+/* An application/problem+json answer with that body. */
 void http_problem(http_req_t *req, int status, const char *headers, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

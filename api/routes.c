@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/metrics.h"
 #include "api/metrics_http.h"
 
 extern const char api_openapi[];
@@ -680,14 +681,9 @@ static void run_readyz(api_req_t *ar, broker_t *b)
     api_set_json(ar, 200, ok, strlen(ok));
 }
 
-static void metric_head(hp_strbuf_t *sb, const char *name, const char *type, const char *help)
-{
-    hp_strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static void metrics_queue(hp_strbuf_t *sb, char **names, queue_stats_t *stats, size_t n)
 {
-    metric_head(sb, "hopper_jobs", "gauge", "Jobs by queue and state.");
+    metrics_write_header(sb, "hopper_jobs", "gauge", "Jobs by queue and state.");
     for (size_t i = 0; i < n; i++) {
         for (int s = 0; s < JOB_STATE_COUNT; s++)
             hp_strbuf_printf(sb, "hopper_jobs{queue=\"%s\",state=\"%s\"} %lld\n", names[i],
@@ -706,14 +702,14 @@ static void metrics_queue(hp_strbuf_t *sb, char **names, queue_stats_t *stats, s
          offsetof(queue_stats_t, dead_total)},
     };
     for (size_t t = 0; t < sizeof(totals) / sizeof(totals[0]); t++) {
-        metric_head(sb, totals[t].name, "counter", totals[t].help);
+        metrics_write_header(sb, totals[t].name, "counter", totals[t].help);
         for (size_t i = 0; i < n; i++)
             hp_strbuf_printf(
                 sb, "%s{queue=\"%s\"} %lld\n", totals[t].name, names[i],
                 (long long)*(const int64_t *)((const char *)&stats[i] + totals[t].offset));
     }
-    metric_head(sb, "hopper_job_runtime_seconds", "histogram",
-                "Run time of finished attempts (acked or failed).");
+    metrics_write_header(sb, "hopper_job_runtime_seconds", "histogram",
+                         "Run time of finished attempts (acked or failed).");
     for (size_t i = 0; i < n; i++) {
         int64_t cum = 0;
         for (int k = 0; k <= QUEUE_RUNTIME_NBUCKETS; k++) {
