@@ -1,5 +1,9 @@
 /* Starting and stopping private redis-servers for tests. */
 #include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -12,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h>
 #include <hiredis/hiredis.h>
 
 #include "tests/support/test_redis.h"
@@ -147,4 +152,21 @@ const char *test_queue_name(const char *prefix)
     char *out = names[next++ % 64];
     snprintf(out, 80, "%s-%d-%d", prefix, (int)getpid(), next);
     return out;
+}
+
+long long test_redis_int(const test_redis_t *r, const char *fmt, ...)
+{
+    redisContext *c = redisConnect("127.0.0.1", r->port);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = c && !c->err ? redisvCommand(c, fmt, ap) : NULL;
+    va_end(ap);
+    if (c)
+        redisFree(c);
+    assert_non_null(reply);
+    long long v = reply->type == REDIS_REPLY_INTEGER  ? reply->integer
+                  : reply->type == REDIS_REPLY_STRING ? atoll(reply->str)
+                                                      : -1;
+    freeReplyObject(reply);
+    return v;
 }

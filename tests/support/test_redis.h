@@ -22,6 +22,10 @@ int test_redis_start(test_redis_t *r, const char *const *extra);
 void test_redis_stop(test_redis_t *r);
 /* Stops and starts again on the same port (data is gone: persistence is off). */
 int test_redis_restart(test_redis_t *r);
+/* A command (hiredis format) on a connection of its own: an integer reply, or a
+ * string reply read as one; -1 for anything else. Fails the test when Redis does
+ * not answer. */
+long long test_redis_int(const test_redis_t *r, const char *fmt, ...);
 /* Runs redis-cli against it; returns its exit status. */
 int test_redis_cli(const test_redis_t *r, const char *args);
 

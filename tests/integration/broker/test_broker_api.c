@@ -62,22 +62,6 @@ static redisReply *redis_cmd(const char *fmt, ...)
     return r;
 }
 
-static long long redis_int(const char *fmt, ...)
-{
-    redisContext *c = redisConnect("127.0.0.1", server.port);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? atoll(r->str)
-                                                  : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 static long long commandstat_calls(const char *command)
 {
     redisReply *r = redis_cmd("INFO commandstats");
@@ -146,7 +130,7 @@ static void idempotency_key_same_request_gets_the_first_job(void **state)
     assert_int_equal(stats_of(q).counts[JOB_STATE_WAITING], 1);
 
     /* Kept for 24 hours. */
-    long long ttl = redis_int("PTTL hopper:{%s}:i:tok1:abc", q);
+    long long ttl = test_redis_int(&server, "PTTL hopper:{%s}:i:tok1:abc", q);
     assert_true(ttl > 24LL * 3600 * 1000 - 60000 && ttl <= 24LL * 3600 * 1000);
     /* The key is per queue: the same key on another queue is another job. */
     spec.queue = test_queue_name("idem");
@@ -444,9 +428,10 @@ static void purge_waiting_in_chunks(void **state)
     assert_int_equal(s.counts[JOB_STATE_CANCELED], 2);
     assert_int_equal(s.counts[JOB_STATE_SCHEDULED], 1);
     for (int prio = 0; prio < 3; prio++)
-        assert_int_equal(redis_int("EXISTS hopper:{%s}:w:%d", q, prio), 0);
-    assert_int_equal(redis_int("ZCARD hopper:{%s}:prios", q), 0);
-    assert_int_equal(redis_int("HLEN hopper:{%s}:jobs", q), 3); /* 2 canceled, 1 scheduled */
+        assert_int_equal(test_redis_int(&server, "EXISTS hopper:{%s}:w:%d", q, prio), 0);
+    assert_int_equal(test_redis_int(&server, "ZCARD hopper:{%s}:prios", q), 0);
+    assert_int_equal(test_redis_int(&server, "HLEN hopper:{%s}:jobs", q),
+                     3); /* 2 canceled, 1 scheduled */
     job_t *job = NULL;
     assert_int_equal(broker_get(b, res[5].id, &job), HP_ENOTFOUND);
     assert_int_equal(broker_get(b, keep_id, &job), 0);
@@ -482,10 +467,10 @@ static void purge_dead_and_refuse_active(void **state)
     queue_stats_t s = stats_of(q);
     assert_int_equal(s.counts[JOB_STATE_DEAD], 0);
     assert_int_equal(s.counts[JOB_STATE_ACTIVE], 1);
-    assert_int_equal(redis_int("HLEN hopper:{%s}:logs", q), 0);
-    assert_int_equal(redis_int("HLEN hopper:{%s}:prog", q), 0);
-    assert_int_equal(redis_int("HLEN hopper:{%s}:jobs", q), 1); /* the active one */
-    assert_int_equal(redis_int("EXISTS hopper:{%s}:dead", q), 0);
+    assert_int_equal(test_redis_int(&server, "HLEN hopper:{%s}:logs", q), 0);
+    assert_int_equal(test_redis_int(&server, "HLEN hopper:{%s}:prog", q), 0);
+    assert_int_equal(test_redis_int(&server, "HLEN hopper:{%s}:jobs", q), 1); /* the active one */
+    assert_int_equal(test_redis_int(&server, "EXISTS hopper:{%s}:dead", q), 0);
     /* Nothing left: a second purge removes nothing. */
     assert_int_equal(broker_purge(b, q, JOB_STATE_DEAD, &removed), 0);
     assert_int_equal(removed, 0);
@@ -623,18 +608,18 @@ static void rate_limit_allows_a_burst_then_limits(void **state)
     assert_int_equal(retry, 0);
     assert_int_equal(broker_rate_take(b, key, 10, 3, &retry), 0);
     assert_true(retry > 0 && retry <= 100);
-    long long ttl = redis_int("PTTL hopper:rl:%s", key);
+    long long ttl = test_redis_int(&server, "PTTL hopper:rl:%s", key);
     assert_true(ttl > 0 && ttl <= 301);
     hp_sleep_ms(retry + 5);
     assert_int_equal(broker_rate_take(b, key, 10, 3, &retry), 1);
     assert_int_equal(broker_rate_take(b, key, 10, 3, &retry), 0);
     /* Idle keys vanish once the bucket is full again. */
     hp_sleep_ms(350);
-    assert_int_equal(redis_int("EXISTS hopper:rl:%s", key), 0);
+    assert_int_equal(test_redis_int(&server, "EXISTS hopper:rl:%s", key), 0);
     /* Rate 0 is unlimited, and touches nothing. */
     for (int i = 0; i < 5; i++)
         assert_int_equal(broker_rate_take(b, key, 0, 0, &retry), 1);
-    assert_int_equal(redis_int("EXISTS hopper:rl:%s", key), 0);
+    assert_int_equal(test_redis_int(&server, "EXISTS hopper:rl:%s", key), 0);
     assert_int_equal(broker_rate_take(b, "has space", 1, 1, &retry), HP_EINVAL);
     assert_int_equal(broker_rate_take(b, key, -1, 1, &retry), HP_EINVAL);
     assert_int_equal(broker_rate_take(b, key, 1, -1, &retry), HP_EINVAL);

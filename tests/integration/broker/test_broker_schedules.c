@@ -55,22 +55,6 @@ static int teardown(void **state)
 #define T0   1900000000000LL /* a tick in 2030 */
 #define STEP 60000LL
 
-static long long redis_int(const char *fmt, ...)
-{
-    redisContext *c = redisConnect("127.0.0.1", server.port);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? atoll(r->str)
-                                                  : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 static char *template_for(const char *queue)
 {
     return hp_sprintf("{\"queue\":\"%s\",\"type\":\"report\",\"payload\":{\"n\":1}}", queue);
@@ -718,8 +702,8 @@ static void changing_the_queue_moves_the_schedule(void **state)
     assert_int_equal(after->version, before->version + 1);
     schedule_free(after);
     schedule_free(before);
-    assert_int_equal(redis_int("EXISTS hopper:{%s}:schedule:%s", queue, name), 0);
-    assert_int_equal(redis_int("EXISTS hopper:{%s}:schedule:%s", other, name), 1);
+    assert_int_equal(test_redis_int(&server, "EXISTS hopper:{%s}:schedule:%s", queue, name), 0);
+    assert_int_equal(test_redis_int(&server, "EXISTS hopper:{%s}:schedule:%s", other, name), 1);
 
     /* A server still holding the old template loses; the new queue fires. */
     assert_int_equal(fire(b, name, queue, T0 + STEP, T0 + 2 * STEP, false, none), SCHEDULE_LOST);
