@@ -152,35 +152,6 @@ int worker_config_set(worker_config_t *cfg, const char *name, const char *value,
     return hp_config_set(&table, cfg, name, value, errmsg);
 }
 
-const char *const *worker_config_option_names(void)
-{
-    static const char *names[NOPTIONS + 1];
-    for (size_t i = 0; i < NOPTIONS; i++)
-        names[i] = options[i].name;
-    return names;
-}
-
-bool worker_config_option_takes_value(const char *name)
-{
-    const hp_option_t *o = hp_config_find(&table, name);
-    return o && o->type != HP_OPT_BOOL;
-}
-
-void worker_config_print_help(void)
-{
-    hp_config_print_help(&table);
-}
-
-int worker_config_load_file(worker_config_t *cfg, const char *path, char **errmsg)
-{
-    return hp_config_load_file(&table, cfg, path, NULL, errmsg);
-}
-
-int worker_config_load_env(worker_config_t *cfg, char **errmsg)
-{
-    return hp_config_load_env(&table, cfg, errmsg);
-}
-
 int worker_config_check(const worker_config_t *cfg, char **errmsg)
 {
     const char *why = NULL;

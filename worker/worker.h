@@ -57,19 +57,12 @@ void worker_config_cleanup(worker_config_t *cfg);
 /* Applies one option by name ("queues", "threads", ...) from text; on failure
  * returns HP_EINVAL with a message naming the option (caller frees with hp_free). */
 int worker_config_set(worker_config_t *cfg, const char *name, const char *value, char **errmsg);
-/* Applies a JSON config file, then HOPPER_* variables, as worker_config_set does. */
-int worker_config_load_file(worker_config_t *cfg, const char *path, char **errmsg);
-int worker_config_load_env(worker_config_t *cfg, char **errmsg);
 /* Checks the whole (queues and plugins given, ...). */
 int worker_config_check(const worker_config_t *cfg, char **errmsg);
-/* "  --name VALUE   help" lines for every option, for --help. */
-void worker_config_print_help(void);
-/* The worker's option table, for the engine's other uses (hp_config_getopt). Static:
- * valid for the life of the program. */
+/* The worker's option table: the command line, a JSON file and HOPPER_*
+ * variables all go through it (cli_config_load). Static: valid for the life of
+ * the program. */
 const hp_option_table_t *worker_config_table(void);
-/* The option names, for building the command line's option table. NULL-terminated. */
-const char *const *worker_config_option_names(void);
-bool worker_config_option_takes_value(const char *name);
 
 /* Runs the supervisor until it is told to stop. Returns the process exit status:
  * 0 after a graceful stop, 2 when the configuration or a plugin is refused. */
