@@ -330,6 +330,10 @@ void api_events_deliver(api_loop_t *l)
     l->nevents = l->events_cap = 0;
     pthread_mutex_unlock(&l->events_lock);
     for (size_t i = 0; i < n; i++) {
+        if (!l->sse && !l->waiters) { /* listeners are on another loop: nothing to parse */
+            hp_free(events[i]);
+            continue;
+        }
         json_t *doc = json_loads(events[i], 0, NULL);
         const char *event = json_string_value(json_object_get(doc, "event"));
         const char *queue = json_string_value(json_object_get(doc, "queue"));
