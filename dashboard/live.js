@@ -1,0 +1,173 @@
+// The live feed: one EventSource on GET /v1/events for the whole dashboard. Events are
+// never rendered one by one: each is folded into a batch (count deltas per queue and
+// state, the last event of each job, totals), and the batch is handed to the pages
+// at most FLUSH_MS apart, so 5,000 events a second cost four small DOM updates a
+// second. The pages also refetch the truth (GET /v1/queues) every few seconds, since
+// events are best effort and some (retried, canceled, deleted) do not say which state
+// the job left.
+
+const FLUSH_MS = 250;
+const EVENT_NAMES = ['enqueued', 'started', 'progress', 'succeeded', 'failed', 'dead', 'canceled', 'retried', 'deleted'];
+const MAX_JOBS_PER_BATCH = 2000;
+
+// event -> [state it left, state it entered]; null when the event does not say.
+const MOVES = {
+  enqueued: (e) => [null, e.state || 'waiting'],
+  started: () => ['waiting', 'active'],
+  succeeded: () => ['active', 'succeeded'],
+  failed: () => ['active', 'failed'],
+  dead: () => ['active', 'dead'],
+  canceled: () => [null, 'canceled'],
+  retried: (e) => [null, e.state || 'waiting'],
+  deleted: () => [null, null],
+  progress: () => [null, null],
+};
+// Events after which the counts are known to be unsure: ask for the truth soon.
+const UNSURE = new Set(['canceled', 'retried', 'deleted']);
+
+let source = null;
+let status = 'off'; // off | connecting | live | reconnecting
+let batch = newBatch();
+let flushTimer = 0;
+let reconnectTimer = 0;
+let retryMs = 1000;
+let rate = 0;
+let rateCount = 0;
+let rateTimer = 0;
+const subscribers = new Set();
+const statusListeners = new Set();
+let onLost = null; // called when the stream fails: the app checks the session
+
+function newBatch() {
+  return {events: 0, deltas: new Map(), jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, kinds: {}};
+}
+
+function setStatus(s) {
+  if (s === status) return;
+  status = s;
+  for (const fn of statusListeners) fn(status, rate);
+}
+
+function scheduleFlush() {
+  if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+}
+
+function flush() {
+  flushTimer = 0;
+  if (!batch.events) return;
+  const b = batch;
+  batch = newBatch();
+  for (const fn of subscribers) {
+    try {
+      fn(b);
+    } catch (err) {
+      console.warn('live subscriber failed', err);
+    }
+  }
+}
+
+function add(delta, queue, state, n) {
+  if (!state) return;
+  let q = delta.get(queue);
+  if (!q) delta.set(queue, (q = {}));
+  q[state] = (q[state] || 0) + n;
+}
+
+function onEvent(msg) {
+  let e;
+  try {
+    e = JSON.parse(msg.data);
+  } catch {
+    return;
+  }
+  if (!e || typeof e !== 'object') return;
+  const kind = e.event || msg.type;
+  rateCount++;
+  const b = batch;
+  b.events++;
+  b.kinds[kind] = (b.kinds[kind] || 0) + 1;
+  if (typeof e.queue === 'string') {
+    b.queues.add(e.queue);
+    const move = MOVES[kind];
+    if (move) {
+      const [from, to] = move(e);
+      add(b.deltas, e.queue, from, -1);
+      add(b.deltas, e.queue, to, +1);
+    }
+    if (UNSURE.has(kind)) b.unsure.add(e.queue);
+  }
+  if (typeof e.id === 'string') {
+    if (b.jobs.size < MAX_JOBS_PER_BATCH || b.jobs.has(e.id)) b.jobs.set(e.id, e);
+    else b.overflow = true;
+  }
+  scheduleFlush();
+}
+
+function open() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = 0;
+  if (source) source.close();
+  setStatus(status === 'off' ? 'connecting' : 'reconnecting');
+  const es = new EventSource('/v1/events', {withCredentials: true});
+  source = es;
+  es.addEventListener('open', () => {
+    if (source !== es) return;
+    retryMs = 1000;
+    setStatus('live');
+  });
+  es.addEventListener('error', () => {
+    if (source !== es) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gave up (e.g. a 401 or 5xx answer): we retry with a backoff.
+      es.close();
+      source = null;
+      setStatus('reconnecting');
+      if (onLost) onLost();
+      reconnectTimer = setTimeout(open, retryMs);
+      retryMs = Math.min(retryMs * 2, 15000);
+    } else {
+      setStatus('reconnecting'); // the browser reconnects by itself (retry: from the server)
+    }
+  });
+  es.addEventListener('message', onEvent);
+  for (const name of EVENT_NAMES) es.addEventListener(name, onEvent);
+}
+
+export function start({lost} = {}) {
+  onLost = lost || null;
+  if (!rateTimer) {
+    rateTimer = setInterval(() => {
+      rate = rateCount / 2;
+      rateCount = 0;
+      for (const fn of statusListeners) fn(status, rate);
+    }, 2000);
+  }
+  if (!source) open();
+}
+
+export function stop() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = 0;
+  clearInterval(rateTimer);
+  rateTimer = 0;
+  if (source) source.close();
+  source = null;
+  batch = newBatch();
+  setStatus('off');
+}
+
+// fn(batch) at most every FLUSH_MS while events come. Returns the unsubscribe.
+export function subscribe(fn) {
+  subscribers.add(fn);
+  return () => subscribers.delete(fn);
+}
+
+export function onStatus(fn) {
+  statusListeners.add(fn);
+  fn(status, rate);
+  return () => statusListeners.delete(fn);
+}
+
+export function liveStatus() {
+  return status;
+}
