@@ -25,6 +25,7 @@ typedef struct api_config_s {
     char *blob_dir;               /* default ./hopper-blobs */
     int64_t maintain_interval_ms; /* broker upkeep; 0: off */
     bool scheduler;               /* run the schedule firing loop (default true) */
+    int64_t session_ttl_ms;       /* dashboard logins last this long; default 8 h */
     int log_level;                /* HP_LOG_*, or -1: HOPPER_LOG_LEVEL or info */
     bool strict;
     const char *config_file; /* its "schedules" are applied at start; not an option */

@@ -47,9 +47,9 @@ static void cors_headers(api_req_t *ar, char *out, size_t len)
     }
 }
 
-static void answer(api_req_t *ar, int status, const char *type, const char *body, size_t len)
+void api_answer(api_req_t *ar, int status, const char *type, const char *body, size_t len)
 {
-    char headers[768];
+    char headers[1024];
     cors_headers(ar, headers, sizeof(headers));
     size_t used = strlen(headers);
     snprintf(headers + used, sizeof(headers) - used, "%s", ar->headers);
@@ -63,7 +63,7 @@ static void answer(api_req_t *ar, int status, const char *type, const char *body
 
 void api_json(api_req_t *ar, int status, const char *json, size_t len)
 {
-    answer(ar, status, "application/json", json, len);
+    api_answer(ar, status, "application/json", json, len);
 }
 
 void api_problem(api_req_t *ar, int status, const char *fmt, ...)
@@ -75,7 +75,7 @@ void api_problem(api_req_t *ar, int status, const char *fmt, ...)
     va_end(ap);
     size_t len;
     char *body = http_problem_json(status, detail, &len);
-    answer(ar, status, "application/problem+json", body, len);
+    api_answer(ar, status, "application/problem+json", body, len);
     hp_free(body);
 }
 
@@ -156,7 +156,7 @@ static void generic_done(exec_task_t *t)
         return;
     }
     const char *type = ar->status >= 400 ? "application/problem+json" : "application/json";
-    answer(ar, ar->status ? ar->status : 500, type, ar->body, ar->body_len);
+    api_answer(ar, ar->status ? ar->status : 500, type, ar->body, ar->body_len);
 }
 
 /* ---- Authentication and authorization ---- */
@@ -221,9 +221,19 @@ static bool authenticate(api_req_t *ar)
         return true;
     }
     const char *h = http_header(ar->http, "authorization");
+    if (!h && api_session_cookie(ar->http, ar->session_id)) {
+        /* A dashboard session: checked on the executor with the request's work. */
+        ar->has_session = ar->verify_session = true;
+        const char *csrf = http_header(ar->http, "x-csrf-token");
+        if (csrf && strlen(csrf) == SESSION_CSRF_LEN)
+            memcpy(ar->csrf, csrf, SESSION_CSRF_LEN + 1);
+        return true;
+    }
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
         snprintf(ar->headers, sizeof(ar->headers), "WWW-Authenticate: Bearer\r\n");
-        api_problem(ar, 401, "missing token: send Authorization: Bearer <token>");
+        api_problem(ar, 401,
+                    "missing token: send Authorization: Bearer <token>, or log in "
+                    "to the dashboard");
         return false;
     }
     if (strlen(h + 7) >= TOKEN_MAX) {
@@ -259,9 +269,42 @@ static bool authenticate(api_req_t *ar)
 
 /* ---- On the executor ---- */
 
+static bool method_is_safe(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* A request with a session cookie: the session must be live, and anything but a
+ * GET must carry its CSRF token. */
+static bool verify_session(api_req_t *ar, broker_t *b)
+{
+    session_t s;
+    int err = api_session_check(ar, b, &s);
+    if (err == HP_ENOTFOUND) {
+        api_set_problem(ar, 401, "session expired or ended: log in again");
+        return false;
+    }
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return false;
+    }
+    if (!method_is_safe(ar->method) && CRYPTO_memcmp(ar->csrf, s.csrf, SESSION_CSRF_LEN) != 0) {
+        api_set_problem(ar, 403, "X-CSRF-Token: missing or wrong for this session");
+        return false;
+    }
+    ar->token = s.token;
+    ar->authorized = true;
+    ar->via_session = true;
+    if (!scope_allows(ar))
+        return forbid(ar, false);
+    return true;
+}
+
 static void run_request(exec_task_t *t, broker_t *b)
 {
     api_req_t *ar = (api_req_t *)t;
+    if (ar->verify_session && !verify_session(ar, b))
+        return;
     if (ar->verify_bearer) {
         if (broker_token_verify(b, ar->bearer, &ar->token) != 0) {
             snprintf(ar->headers, sizeof(ar->headers), "WWW-Authenticate: Bearer\r\n");
@@ -293,6 +336,8 @@ static void run_request(exec_task_t *t, broker_t *b)
     }
     if (ar->route->run)
         ar->route->run(ar, b);
+    if (ar->route->audit)
+        api_audit_record(ar, b);
 }
 
 static void run_batch(exec_task_t **tasks, size_t n, broker_t *b)
@@ -309,7 +354,8 @@ void api_submit(api_req_t *ar)
     t->batch = NULL;
     /* With no token to check and no rate to take on the way, a route that can
      * batch joins the others waiting: one round trip for all of them. */
-    if (ar->route->batch && !ar->verify_bearer && !(ar->has_bearer && ar->token.rate > 0))
+    if (ar->route->batch && !ar->verify_bearer && !ar->verify_session &&
+        !(ar->has_bearer && ar->token.rate > 0))
         t->batch = run_batch;
     exec_submit(ar->loop->home, t);
 }
@@ -384,7 +430,29 @@ static void preflight(api_req_t *ar)
              "Access-Control-Allow-Methods: GET, POST, PUT, DELETE\r\n"
              "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key, "
              "X-Request-Id\r\nAccess-Control-Max-Age: 600\r\n");
-    answer(ar, 204, NULL, NULL, 0);
+    api_answer(ar, 204, NULL, NULL, 0);
+}
+
+/* A state-changing request a page of another site made the browser send: its
+ * Origin is neither this server nor an allowed CORS origin, or the browser says
+ * so outright. Clients other than browsers send neither header. */
+static bool cross_site(api_req_t *ar)
+{
+    const char *site = http_header(ar->http, "sec-fetch-site");
+    const char *origin = http_header(ar->http, "origin");
+    char cors[512];
+    cors_headers(ar, cors, sizeof(cors));
+    if (cors[0])
+        return false; /* an origin the operator allowed */
+    if (site && strcmp(site, "cross-site") == 0)
+        return true;
+    if (!origin)
+        return false;
+    const char *host = http_header(ar->http, "host");
+    const char *rest = strncmp(origin, "http://", 7) == 0    ? origin + 7
+                       : strncmp(origin, "https://", 8) == 0 ? origin + 8
+                                                             : NULL;
+    return !rest || !host || strcasecmp(rest, host) != 0;
 }
 
 static void on_headers(http_req_t *req, void *ctx)
@@ -411,6 +479,13 @@ static void on_headers(http_req_t *req, void *ctx)
         return;
     }
     req->route = ar->route->pattern;
+    snprintf(ar->method, sizeof(ar->method), "%s", req->method);
+    if (!method_is_safe(req->method) && cross_site(ar)) {
+        api_problem(ar, 403,
+                    "cross-site request refused (Origin or Sec-Fetch-Site says it "
+                    "comes from another site)");
+        return;
+    }
     if (!authenticate(ar))
         return;
     if (ar->route->stream_body) {
@@ -437,7 +512,10 @@ static void on_request(http_req_t *req, void *ctx)
      * answer (which then only frees) still comes, not on_abandon. */
     req->app = NULL;
     ar->abandon = NULL;
-    if (ar->route->run || ar->verify_bearer || (ar->has_bearer && ar->token.rate > 0))
+    if (ar->route->audit)
+        api_audit_capture(ar);
+    if (ar->route->run || ar->verify_bearer || ar->verify_session ||
+        (ar->has_bearer && ar->token.rate > 0))
         api_submit(ar); /* broker work, or a token to check or rate-limit first */
     else
         ar->route->finish(ar);
@@ -476,6 +554,7 @@ http_app_t api_http_app(api_loop_t *l)
         .on_free = on_free,
         .ctx = l,
         .common_headers = l->server->common_headers,
+        .policy_headers = l->server->policy_headers,
     };
     return app;
 }

@@ -84,6 +84,8 @@ static const char *status_text(int status)
         return "Created";
     case 202:
         return "Accepted";
+    case 302:
+        return "Found";
     case 204:
         return "No Content";
     case 304:
@@ -342,6 +344,8 @@ static void append_head(hp_strbuf_t *sb, http_req_t *req, int status, const char
                      keep_alive ? "keep-alive" : "close");
     if (s->app.common_headers)
         hp_strbuf_appends(sb, s->app.common_headers);
+    if (s->app.policy_headers && !req->own_policy)
+        hp_strbuf_appends(sb, s->app.policy_headers);
     if (headers)
         hp_strbuf_appends(sb, headers);
 }

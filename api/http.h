@@ -51,6 +51,9 @@ struct http_req_s {
     void *app;  /* set when the application holds state needing on_abandon, or NULL */
     void (*on_drain)(http_req_t *req);
     size_t drain_low;
+    /* The answer brings its own Content-Security-Policy and Cache-Control: the
+     * app's policy_headers are left out (the dashboard's pages). */
+    bool own_policy;
     int error_status; /* see on_abandon */
     char error_detail[160];
     /* private to http.c */
@@ -80,6 +83,9 @@ typedef struct http_app_s {
     void *ctx;
     /* Security and other headers added to every response ("Name: value\r\n"...). */
     const char *common_headers;
+    /* Added to every response whose request has no own_policy: the API's CSP and
+     * caching rules. */
+    const char *policy_headers;
 } http_app_t;
 
 typedef struct http_limits_s {

@@ -41,6 +41,7 @@ struct route_s {
     const char *pattern; /* "/v1/jobs/{id}": {x} matches one path segment */
     access_t access;
     bool stream_body; /* the body goes to route->on_body, not to memory */
+    bool audit;       /* an admin action: recorded in the audit log (session.c) */
     /* On the loop: check input; answer (and return false) or return true to go on. */
     bool (*prepare)(api_req_t *ar);
     /* On an executor thread: the broker work; sets ar->status and ar->body. */
@@ -66,12 +67,23 @@ struct api_req_s {
     char bearer[TOKEN_MAX];
     bool has_bearer, verify_bearer, authorized;
     token_info_t token;
+    /* or a dashboard session (cookie), with the CSRF token the request sent */
+    char session_id[SESSION_ID_LEN + 1];
+    char csrf[SESSION_CSRF_LEN + 1];
+    bool has_session, verify_session, via_session, secure;
     char queue[JOB_QUEUE_NAME_MAX + 1]; /* the queue the request is about, or "" */
+    /* for the audit log, copied on the loop (audited routes only) */
+    char ip[SESSION_IP_MAX];
+    char forwarded_for[128];
+    char user_agent[160];
+    char request_path[304];
+    char request_id[64];
+    char method[16];
     /* the answer, made on the executor */
     int status;
     char *body; /* hp_malloc'd */
     size_t body_len;
-    char headers[256];
+    char headers[640];
     /* route-specific state */
     job_spec_t spec;
     enqueue_result_t result;
@@ -126,6 +138,7 @@ struct api_server_s {
     _Atomic bool auth_required;
     char admin_token_hash[65]; /* SHA-256 hex of HOPPER_ADMIN_TOKEN, or "" */
     char common_headers[1024];
+    char policy_headers[256];
     _Atomic bool stopping;
     /* event subscriber */
     uv_thread_t events_thread;
@@ -144,6 +157,8 @@ const route_t *api_route_match(const char *method, const char *path, api_req_t *
                                size_t allowed_len);
 
 /* ---- app.c: answering ---- */
+/* Answers with this body (copied) and ar->headers; frees ar. */
+void api_answer(api_req_t *ar, int status, const char *type, const char *body, size_t len);
 void api_json(api_req_t *ar, int status, const char *json, size_t len);
 void api_problem(api_req_t *ar, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -181,6 +196,26 @@ void api_schedule_run_put(api_req_t *ar, broker_t *b);
 void api_schedule_run_delete(api_req_t *ar, broker_t *b);
 void api_schedule_run_pause(api_req_t *ar, broker_t *b);
 void api_schedule_run_trigger(api_req_t *ar, broker_t *b);
+
+/* ---- session.c ---- */
+/* The session cookie's value, when the request carries a well-formed one. */
+bool api_session_cookie(const http_req_t *req, char id[SESSION_ID_LEN + 1]);
+/* On the executor: the live session of ar->session_id (HP_ENOTFOUND: none). */
+int api_session_check(api_req_t *ar, broker_t *b, session_t *s);
+bool api_session_prepare(api_req_t *ar);
+bool api_session_prepare_login(api_req_t *ar);
+void api_session_run_login(api_req_t *ar, broker_t *b);
+void api_session_run_get(api_req_t *ar, broker_t *b);
+void api_session_run_logout(api_req_t *ar, broker_t *b);
+/* On the loop: who and where, for the audit entry; on the executor: write it. */
+void api_audit_capture(api_req_t *ar);
+void api_audit_record(api_req_t *ar, broker_t *b);
+bool api_audit_prepare_list(api_req_t *ar);
+void api_audit_run_list(api_req_t *ar, broker_t *b);
+
+/* ---- dashboard.c ---- */
+bool api_dashboard_prepare_root(api_req_t *ar);
+bool api_dashboard_prepare_file(api_req_t *ar);
 
 /* ---- blobs.c ---- */
 bool api_blob_prepare(api_req_t *ar);

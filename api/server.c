@@ -38,6 +38,7 @@ void api_config_init(api_config_t *cfg)
     cfg->keepalive_timeout_ms = 60000;
     cfg->max_connections = 10000;
     cfg->maintain_interval_ms = 1000;
+    cfg->session_ttl_ms = 8 * 3600 * 1000LL;
     cfg->scheduler = true;
     cfg->log_level = -1;
 }
@@ -88,6 +89,8 @@ static const hp_option_t options[] = {
      "how often to promote due jobs and recover expired leases; 0 off (default 1s)", NULL},
     {"log-level", HP_OPT_CUSTOM, 0, 0, 0,
      "debug, info (default: one JSON line per request), warn or error", set_log_level},
+    {"session-ttl", HP_OPT_DURATION, OFF(session_ttl_ms), 60 * 1000, 30 * DAY_MS,
+     "how long a dashboard login lasts (default 8h)", NULL},
     {"scheduler", HP_OPT_BOOL, OFF(scheduler), 0, 0,
      "fire schedules from this server (default true; --scheduler=false not)", NULL},
 };
@@ -427,8 +430,9 @@ static void set_common_headers(api_server_t *s)
              "X-Content-Type-Options: nosniff\r\n"
              "X-Frame-Options: DENY\r\n"
              "Referrer-Policy: no-referrer\r\n"
+             "Cross-Origin-Resource-Policy: same-origin\r\n");
+    snprintf(s->policy_headers, sizeof(s->policy_headers),
              "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-             "Cross-Origin-Resource-Policy: same-origin\r\n"
              "Cache-Control: no-store\r\n");
 }
 

@@ -546,4 +546,49 @@ bool token_queue_allowed(const char *patterns, const char *queue);
  * says when the next one would be. */
 int broker_rate_take(broker_t *b, const char *key, double rate, int burst, int64_t *retry_after_ms);
 
+/* ---- Dashboard sessions ----
+ * Logging in to the dashboard with a token opens a session: a random id (the
+ * cookie's value) whose SHA-256 names the stored record, so a copy of the broker's
+ * data holds no usable cookie. The session carries who opened it (the token's
+ * record), a CSRF secret, and an expiry; it ends at its expiry, at logout, or when
+ * its token is revoked (checked at every lookup). */
+#define SESSION_ID_LEN   64 /* hex of 32 random bytes */
+#define SESSION_CSRF_LEN 64
+#define SESSION_IP_MAX   64
+
+typedef struct session_s {
+    token_info_t token;  /* who: the token the session was opened with */
+    bool env_admin;      /* opened with the server's HOPPER_ADMIN_TOKEN (no record) */
+    char admin_hash[65]; /* env_admin: SHA-256 of that token, to notice it changed */
+    char csrf[SESSION_CSRF_LEN + 1];
+    char ip[SESSION_IP_MAX]; /* where it was opened from */
+    int64_t created_ms, expires_ms;
+} session_t;
+
+/* Opens a session for s->token (or s->env_admin) lasting ttl_ms: fills s->csrf,
+ * created_ms and expires_ms, and writes the new id (the cookie) into `id`. */
+int broker_session_create(broker_t *b, session_t *s, int64_t ttl_ms, char id[SESSION_ID_LEN + 1]);
+/* The live session with this id: 0 and *out, or HP_ENOTFOUND when the id is
+ * malformed, unknown, expired or its token revoked. */
+int broker_session_get(broker_t *b, const char *id, session_t *out);
+/* Ends a session; ending one that is gone is not an error. */
+int broker_session_delete(broker_t *b, const char *id);
+
+/* ---- Audit log ----
+ * Every admin action, as a JSON object the API writes (who, what, when, from
+ * where), kept newest first up to AUDIT_KEEP entries. */
+#define AUDIT_KEEP       100000
+#define AUDIT_CURSOR_MAX 48
+
+typedef struct audit_page_s {
+    char **entries; /* JSON objects, each with "id" added first; newest first */
+    size_t n;
+    char *next_cursor; /* NULL at the end */
+} audit_page_t;
+
+int broker_audit_append(broker_t *b, const char *entry_json);
+/* Up to `limit` (1-1000) entries older than `cursor` (NULL: the newest). */
+int broker_audit_list(broker_t *b, const char *cursor, size_t limit, audit_page_t *out);
+void audit_page_cleanup(audit_page_t *page);
+
 #endif

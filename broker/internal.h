@@ -93,6 +93,17 @@ typedef struct broker_ops_s {
                          int64_t next_ms, broker__fire_mode_t mode, broker__prepared_t *job,
                          schedule_fire_t *outcome, char job_id[JOB_ID_MAX]);
     int (*schedules_version)(broker_t *b, int64_t *version);
+    /* Sessions, stored by the SHA-256 (hex) of their id with a time to live; load
+     * answers HP_ENOTFOUND for one that is gone. */
+    int (*session_store)(broker_t *b, const char *key, const char *record, int64_t ttl_ms);
+    int (*session_load)(broker_t *b, const char *key, char **record);
+    int (*session_delete)(broker_t *b, const char *key);
+    /* The audit log: append keeps the newest `keep`; list fills ids[i] and
+     * entries[i] (hp_free each, and the arrays) newest first, older than `cursor`
+     * (a checked "<ms>-<seq>" or NULL). */
+    int (*audit_append)(broker_t *b, const char *entry, size_t keep);
+    int (*audit_list)(broker_t *b, const char *cursor, size_t limit, char ***ids, char ***entries,
+                      size_t *n);
 } broker_ops_t;
 
 struct broker_s {
@@ -100,6 +111,12 @@ struct broker_s {
     size_t max_payload;
     char errmsg[256];
 };
+
+/* token.c: n random bytes from OpenSSL; the SHA-256 of a string as hex; a
+ * token's current record by id (HP_ENOTFOUND when revoked). */
+int broker__random_bytes(broker_t *b, unsigned char *buf, size_t n);
+void broker__sha256_hex(const char *text, char out[65]);
+int broker__token_info(broker_t *b, const char *id, token_info_t *info);
 
 /* Sets b->errmsg and returns err, so `return broker__error(b, HP_EINVAL, ...)`. */
 int broker__error(broker_t *b, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -180,10 +180,10 @@ static bool token_parse(const char *token, char id[TOKEN_ID_LEN + 1])
 
 /* ---- Making and hashing ---- */
 
-static int random_bytes(broker_t *b, unsigned char *buf, size_t n)
+int broker__random_bytes(broker_t *b, unsigned char *buf, size_t n)
 {
     if (RAND_bytes(buf, (int)n) != 1)
-        return broker__error(b, HP_EIO, "token: OpenSSL could not produce random bytes");
+        return broker__error(b, HP_EIO, "OpenSSL could not produce random bytes");
     return 0;
 }
 
@@ -194,7 +194,7 @@ static int random_id(broker_t *b, char id[TOKEN_ID_LEN + 1])
     size_t have = 0;
     while (have < TOKEN_ID_LEN) {
         unsigned char buf[32];
-        int err = random_bytes(b, buf, sizeof(buf));
+        int err = broker__random_bytes(b, buf, sizeof(buf));
         if (err)
             return err;
         for (size_t i = 0; i < sizeof(buf) && have < TOKEN_ID_LEN; i++) {
@@ -225,7 +225,7 @@ static void base32_encode(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-static void sha256_hex(const char *text, char out[SHA256_HEX_LEN + 1])
+void broker__sha256_hex(const char *text, char out[65])
 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
@@ -294,11 +294,11 @@ int broker_token_create(broker_t *b, token_info_t *info, char token[TOKEN_MAX])
         char encoded[TOKEN_SECRET_LEN + 1], hash[SHA256_HEX_LEN + 1];
         err = random_id(b, info->id);
         if (!err)
-            err = random_bytes(b, secret, sizeof(secret));
+            err = broker__random_bytes(b, secret, sizeof(secret));
         if (!err) {
             base32_encode(secret, sizeof(secret), encoded);
             snprintf(token, TOKEN_MAX, TOKEN_PREFIX "%s_%s", info->id, encoded);
-            sha256_hex(token, hash);
+            broker__sha256_hex(token, hash);
             char *record = record_encode(info, hash);
             err = b->ops->token_store(b, info->id, record, &stored);
             hp_free(record);
@@ -333,7 +333,7 @@ int broker_token_verify(broker_t *b, const char *token, token_info_t *info)
     hp_free(record);
     if (err)
         return err;
-    sha256_hex(token, presented);
+    broker__sha256_hex(token, presented);
     if (CRYPTO_memcmp(stored, presented, SHA256_HEX_LEN) != 0)
         return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
     if (info)
@@ -347,6 +347,22 @@ static int compare_created(const void *a, const void *b)
     if (x->created_ms != y->created_ms)
         return x->created_ms < y->created_ms ? -1 : 1;
     return strcmp(x->id, y->id);
+}
+
+int broker__token_info(broker_t *b, const char *id, token_info_t *info)
+{
+    if (!id_valid(id, strlen(id)))
+        return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
+    char *record = NULL;
+    int err = b->ops->token_load(b, id, &record);
+    if (err == HP_ENOTFOUND)
+        return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
+    if (err)
+        return err;
+    if (!record_decode(record, info, NULL))
+        err = broker__error(b, HP_EPROTO, "token %s: damaged record in the broker", id);
+    hp_free(record);
+    return err;
 }
 
 int broker_tokens(broker_t *b, token_info_t **infos, size_t *n)

@@ -27,6 +27,8 @@
  *   hopper:schedules:version      counter bumped by every schedule put, pause, delete
  *   hopper:workers, hopper:worker:<id>   zset id -> last beat; info JSON with a TTL
  *   hopper:tokens                 hash token id -> JSON record (SHA-256 of the token)
+ *   hopper:session:<sha256>       a dashboard session's record, with its TTL
+ *   hopper:audit                  stream of audit entries, capped near AUDIT_KEEP
  *   hopper:rl:<key>               rate limit: the next request's GCRA time, with a TTL
  *   channel hopper:events         one JSON event per state change (PUBLISH)
  * The schedule keys are new keys, not a change to existing ones: layout 1 holds
@@ -176,5 +178,13 @@ int broker__redis_schedule_fire(broker_t *b, const char *name, const char *queue
                                 int64_t next_ms, broker__fire_mode_t mode, broker__prepared_t *job,
                                 schedule_fire_t *outcome, char job_id[JOB_ID_MAX]);
 int broker__redis_schedules_version(broker_t *b, int64_t *version);
+
+/* ---- Sessions and the audit log (session.c) ---- */
+int broker__redis_session_store(broker_t *b, const char *key, const char *record, int64_t ttl_ms);
+int broker__redis_session_load(broker_t *b, const char *key, char **record);
+int broker__redis_session_delete(broker_t *b, const char *key);
+int broker__redis_audit_append(broker_t *b, const char *entry, size_t keep);
+int broker__redis_audit_list(broker_t *b, const char *cursor, size_t limit, char ***ids,
+                             char ***entries, size_t *n);
 
 #endif

@@ -1256,4 +1256,9 @@ static const broker_ops_t redis_ops = {
     .schedule_pause = broker__redis_schedule_pause,
     .schedule_fire = broker__redis_schedule_fire,
     .schedules_version = broker__redis_schedules_version,
+    .session_store = broker__redis_session_store,
+    .session_load = broker__redis_session_load,
+    .session_delete = broker__redis_session_delete,
+    .audit_append = broker__redis_audit_append,
+    .audit_list = broker__redis_audit_list,
 };
