@@ -54,6 +54,12 @@ export function clear(el) {
   return el;
 }
 
+// Replaces el's children (null, undefined and false are skipped, unlike replaceChildren).
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 export function link(href, text, props = {}) {
   return h('a', {...props, href}, text);
 }

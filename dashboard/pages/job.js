@@ -4,7 +4,7 @@
 
 import {api, enc, isAdmin} from '../api.js';
 import {
-  h, clear, fmtNum, fmtDuration, timeEl, pageHeader, section, tableWrap, stateBadge, longText, jsonBlock,
+  h, clear, fill, fmtNum, fmtDuration, timeEl, pageHeader, section, tableWrap, stateBadge, longText, jsonBlock,
   prettyJSON, button, busy, confirmDialog, openDialog, notify, link, qs, errorBox, badge,
 } from '../ui.js';
 
@@ -84,7 +84,7 @@ export async function render(root, ctx, [id]) {
         h('span', null, `${j.progress.percent}%`), j.progress.message ? h('span', {class: 'muted wrap'}, ` ${j.progress.message}`) : null)
       : null;
 
-    clear(body).append(
+    fill(body,
       section('Details', dl, progress),
       section('Timeline', timeline(j)),
       section(`Attempts and errors (${fmtNum((j.errors || []).length)})`, attempts(j)),

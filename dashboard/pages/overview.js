@@ -5,7 +5,7 @@
 import {api, enc, session} from '../api.js';
 import {lineChart} from '../chart.js';
 import {
-  h, clear, fmtNum, fmtBytes, fmtDuration, pageHeader, section, tableWrap, errorBox, STATES,
+  h, clear, fill, fmtNum, fmtBytes, fmtDuration, pageHeader, section, tableWrap, errorBox, STATES,
   badge, link, qs,
 } from '../ui.js';
 
@@ -160,7 +160,7 @@ export async function render(root, ctx) {
       if (!ctx.alive) return;
       const mem = b.maxmemory ? `${fmtBytes(b.used_memory)} of ${fmtBytes(b.maxmemory)}` : `${fmtBytes(b.used_memory)} (no maxmemory)`;
       const warnings = Array.isArray(b.warnings) ? b.warnings : [];
-      brokerBox.replaceChildren(
+      fill(brokerBox,
         h('h2', {class: 'tile-title'}, 'Redis ', b.ok === false ? badge('down', 'bad') : badge('ok', 'good')),
         h('dl', {class: 'kv'},
           h('dt', null, 'version'), h('dd', null, b.version || '–'),

@@ -3,7 +3,7 @@
 
 import {api, enc, isAdmin} from '../api.js';
 import {
-  h, clear, fmtNum, fmtDuration, timeEl, pageHeader, section, tableWrap, errorBox, emptyRow, badge,
+  h, clear, fill, fmtNum, fmtDuration, timeEl, pageHeader, section, tableWrap, errorBox, emptyRow, badge,
   button, busy, confirmDialog, notify, link,
 } from '../ui.js';
 
@@ -132,7 +132,7 @@ async function renderOne(root, ctx, id) {
         offset = Math.max(0, Math.floor((total - 1) / PAGE) * PAGE);
         return load();
       }
-      keepFocus(info, () => info.replaceChildren(h('dl', {class: 'kv kv-wide'},
+      keepFocus(info, () => fill(info, h('dl', {class: 'kv kv-wide'},
         h('dt', null, 'Host'), h('dd', null, w.host || '–'),
         h('dt', null, 'PID'), h('dd', null, String(w.pid ?? '–')),
         h('dt', null, 'State'), h('dd', null, stateOf(w)),

@@ -10,6 +10,9 @@
  *   test.sleep       {"ms": N}: sleeps N ms in <= 10 ms slices, honouring cancel;
  *                    result {"slept_ms": N}; canceled -> retryable failure
  *   test.fail        {"permanent": bool, "message": "..."}: fails that way
+ *   test.fail_if     {"fail": bool, "file": "/path", "message": "..."}: fails permanently
+ *                    while "fail" is true or the file exists, else succeeds with
+ *                    {"ok": true} (a dead job that a retry, or an edited payload, mends)
  *   test.crash       a real SIGSEGV (invalid write), raise(SIGSEGV) as fallback
  *   test.abort       abort()
  *   test.hang        never returns, ignores cancel
@@ -96,6 +99,22 @@ static hopper_status_t handle_fail(hopper_job_t *job, void *ctx)
         message = "test.fail asked to fail";
     return hopper_fail(job, permanent ? HOPPER_FAIL_PERMANENT : HOPPER_FAIL_RETRYABLE, "%s",
                        message);
+}
+
+static hopper_status_t handle_fail_if(hopper_job_t *job, void *ctx)
+{
+    (void)ctx;
+    int fail = 0;
+    if (hopper_payload_bool(job, "fail", &fail) != 0)
+        fail = 0;
+    const char *file = hopper_payload_string(job, "file");
+    if (file && access(file, F_OK) == 0)
+        fail = 1;
+    if (!fail)
+        return hopper_succeed(job, "{\"ok\":true}");
+    const char *message = hopper_payload_string(job, "message");
+    return hopper_fail(job, HOPPER_FAIL_PERMANENT, "%s",
+                       message ? message : "test.fail_if asked to fail");
 }
 
 /* Volatile pointer to volatile: the compiler cannot know it is NULL, so it emits a
@@ -251,6 +270,7 @@ static const hopper_job_type_t types[] = {
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.echo", .handle = handle_echo},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.sleep", .handle = handle_sleep},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.fail", .handle = handle_fail},
+    {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.fail_if", .handle = handle_fail_if},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.crash", .handle = handle_crash},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.abort", .handle = handle_abort},
     {.version = HOPPER_JOB_TYPE_VERSION, .name = "test.hang", .handle = handle_hang},
