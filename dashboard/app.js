@@ -203,14 +203,16 @@ async function boot() {
   onUnauthorized(() => {
     if (loggedIn) showLogin('Your session has ended. Log in again.');
   });
-  document.getElementById('logout').addEventListener('click', async (e) => {
-    e.currentTarget.disabled = true;
+  const out = document.getElementById('logout');
+  out.addEventListener('click', async () => {
+    out.disabled = true;
+    loggedIn = false; // a 401 from a request still on its way is no "session ended"
     try {
       await logout();
     } catch (err) {
       notify(errorText(err), 'error');
     } finally {
-      e.currentTarget.disabled = false;
+      out.disabled = false;
     }
     showLogin('You are logged out.');
   });

@@ -202,7 +202,7 @@ function timeline(j) {
   };
   add(j.created_at, 'created', 'created');
   for (const e of j.errors || []) add(e.at, `attempt ${e.attempt} failed`, 'failed');
-  add(j.started_at, `attempt ${j.attempts} started${j.state === 'active' ? ' (running)' : ''}`, 'active');
+  add(j.started_at, `${(j.errors || []).some((e) => new Date(e.at) < new Date(j.started_at)) ? 'started again' : 'started'} (attempt ${j.attempts}${j.state === 'active' ? ', running' : ''})`, 'active');
   if (j.finished_at) add(j.finished_at, j.state, j.state);
   if (j.run_at && (j.state === 'scheduled' || j.state === 'failed')) add(j.run_at, j.state === 'failed' ? 'next attempt due' : 'due', 'scheduled');
   items.sort((a, b) => a.at - b.at);
