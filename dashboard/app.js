@@ -125,8 +125,9 @@ function focusHeading() {
   const {path} = parseHash();
   if (path === lastPath) return;
   lastPath = path;
+  window.scrollTo(0, 0);
   const h1 = main.querySelector('h1');
-  if (h1 && document.activeElement === document.body) h1.focus({preventScroll: true});
+  if (h1) h1.focus({preventScroll: true});
 }
 
 function updateHeader() {

@@ -209,7 +209,8 @@ export function prettyJSON(v, indent = '') {
 
 // ---- notices ----
 
-export function notify(message, kind = 'info', ms = kind === 'error' ? 10000 : 4000) {
+// message: text, or nodes (e.g. a link to what was made).
+export function notify(message, kind = 'info', ms = kind === 'error' ? 10000 : 5000) {
   const box = document.getElementById('notices');
   if (!box) return;
   const close = h('button', {type: 'button', class: 'notice-close', 'aria-label': 'Dismiss'}, '×');

@@ -78,14 +78,14 @@ export async function render(root, ctx) {
           const a = h('a', {href: `#/jobs${qs({queue: q.name, state: s})}`, class: 'count', dataset: {queue: q.name, state: s},
             'aria-label': `${q.name}: ${s} jobs`});
           c[s] = a;
-          return h('td', {class: ['num', `col-${s}`]}, a);
+          return h('td', {class: ['num', `col-${s}`], 'data-label': s}, a);
         });
         c.paused = h('span');
         c.age = h('span');
         return h('tr', {dataset: {queue: q.name}},
           h('th', {scope: 'row'}, link(`#/queue/${enc(q.name)}`, q.name, {class: 'queue-link'}), ' ', c.paused),
           tds,
-          h('td', {class: 'num'}, c.age));
+          h('td', {class: 'num', 'data-label': 'oldest waiting'}, c.age));
       });
       const table = h('table', {class: 'table table-counts'},
         h('thead', null, h('tr', null, h('th', {scope: 'col'}, 'Queue'),

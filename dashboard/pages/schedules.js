@@ -103,7 +103,8 @@ export async function render(root, ctx, params) {
       const r = await api.post(`/v1/schedules/${enc(s.name)}/${action}`, undefined, {signal: ctx.signal});
       if (action === 'trigger') {
         const id = r && r.job_id;
-        notify(id ? `Schedule ${s.name} triggered: job ${id}.` : `Schedule ${s.name} triggered.`, 'success');
+        notify(id ? [`Schedule ${s.name} triggered: job `, link(`#/job/${enc(id)}`, id, {class: 'mono'}), '.']
+          : `Schedule ${s.name} triggered.`, 'success');
       } else {
         notify(`Schedule ${s.name} ${action === 'pause' ? 'paused' : 'resumed'}.`, 'success');
       }
