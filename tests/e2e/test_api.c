@@ -2454,6 +2454,15 @@ static void test_session_ends_with_its_token(void **state)
     expect_problem(R, 401, "log in again");
     with_session(&sc, false, "GET", "/v1/session", NULL);
     expect_status(R, 401);
+    /* the command line's admin actions are in the audit log too */
+    json_t *doc = audit_newest(1);
+    json_t *e = json_array_get(json_object_get(doc, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "action")), "hopper token revoke");
+    assert_string_equal(json_string_value(json_object_get(e, "via")), "cli");
+    assert_string_equal(json_string_value(json_object_get(e, "path")), id);
+    assert_int_equal(jnum(json_object_get(e, "status")), 200);
+    assert_true(strncmp(json_string_value(json_object_get(e, "actor")), "cli:", 4) == 0);
+    json_decref(doc);
 }
 
 static void test_auth_revoke(void **state)
