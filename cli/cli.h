@@ -60,6 +60,11 @@ int cli_open_broker(const cli_common_t *common, broker_t **out);
 int cli_run_subverb(const cli_verb_t *verb, const cli_verb_t *subs, size_t n, int argc, char **argv,
                     const char *expected);
 int cli_broker_fail(broker_t *b, int err);
+/* Records an admin action done from the command line in the audit log, as the API
+ * records its own: the local user and host stand for the token and the address.
+ * `err` is how the action ended (0: done). Nothing is recorded when the broker
+ * cannot be reached (the action could not have happened either). */
+void cli_audit(broker_t *b, const char *action, const char *target, int err);
 int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, long min, long max,
                   long *out);
 int cli_parse_duration(const cli_verb_t *verb, const char *name, const char *text, int64_t *out);

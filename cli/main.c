@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -281,6 +283,44 @@ int cli_open_broker(const cli_common_t *common, broker_t **out)
 int cli_broker_fail(broker_t *b, int err)
 {
     return cli_fail(err, "%s", broker_errmsg(b)[0] ? broker_errmsg(b) : hp_strerror(err));
+}
+
+void cli_audit(broker_t *b, const char *action, const char *target, int err)
+{
+    if (err == HP_EUNAVAIL)
+        return;
+    const char *user = getenv("USER");
+    struct passwd *pw = user && user[0] ? NULL : getpwuid(getuid());
+    if (pw)
+        user = pw->pw_name;
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    char at[HP_RFC3339_MAX];
+    hp_format_rfc3339_ms(hp_now_ms(), at);
+    int status = err == 0              ? 200
+                 : err == HP_EINVAL    ? 400
+                 : err == HP_ENOTFOUND ? 404
+                 : err == HP_ESTATE    ? 409
+                                       : 500;
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_printf(&sb, "{\"at\":\"%s\",\"actor\":", at);
+    char actor[160];
+    snprintf(actor, sizeof(actor), "cli:%.100s", user && user[0] ? user : "unknown");
+    hp_strbuf_append_json_string(&sb, actor);
+    hp_strbuf_appends(&sb, ",\"actor_name\":");
+    hp_strbuf_append_json_string(&sb, user ? user : "");
+    hp_strbuf_appends(&sb, ",\"via\":\"cli\",\"action\":");
+    hp_strbuf_append_json_string(&sb, action);
+    hp_strbuf_appends(&sb, ",\"path\":");
+    hp_strbuf_append_json_string(&sb, target);
+    hp_strbuf_printf(&sb, ",\"status\":%d,\"ip\":", status);
+    hp_strbuf_append_json_string(&sb, host);
+    hp_strbuf_appends(&sb, "}");
+    char *entry = hp_strbuf_steal(&sb, NULL);
+    if (broker_audit_append(b, entry) != 0)
+        hp_warn("audit: could not record %s %s: %s", action, target, broker_errmsg(b));
+    hp_free(entry);
 }
 
 int cli_parse_int(const cli_verb_t *verb, const char *name, const char *text, long min, long max,

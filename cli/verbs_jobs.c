@@ -246,6 +246,9 @@ int cli_job_action(const cli_verb_t *verb, int argc, char **argv)
     } else {
         err = broker_delete(b, id);
     }
+    char action[32];
+    snprintf(action, sizeof(action), "hopper %s", verb->name);
+    cli_audit(b, action, id, err);
     if (err)
         rc = cli_broker_fail(b, err);
     else if (strcmp(verb->name, "cancel") == 0 && state == JOB_STATE_ACTIVE)

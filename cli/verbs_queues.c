@@ -136,6 +136,7 @@ int cli_pause(const cli_verb_t *verb, int argc, char **argv)
     if (!rc) {
         bool pause = strcmp(verb->name, "pause") == 0;
         int err = broker_queue_pause(b, argv[optind], pause);
+        cli_audit(b, pause ? "hopper pause" : "hopper resume", argv[optind], err);
         if (err)
             rc = cli_broker_fail(b, err);
         else

@@ -323,6 +323,7 @@ static int schedule_set(const cli_verb_t *verb, int argc, char **argv)
     if (!rc) {
         bool created = false;
         int err = broker_schedule_put(b, s, &created);
+        cli_audit(b, "hopper schedule set", s->name, err);
         if (err) {
             rc = cli_broker_fail(b, err);
         } else {
@@ -350,6 +351,7 @@ static int schedule_delete(const cli_verb_t *verb, int argc, char **argv)
         rc = cli_open_broker(&a.common, &b);
     if (!rc) {
         int err = broker_schedule_delete(b, argv[optind]);
+        cli_audit(b, "hopper schedule delete", argv[optind], err);
         if (err)
             rc = cli_broker_fail(b, err);
         else
@@ -383,6 +385,7 @@ static int schedule_trigger(const cli_verb_t *verb, int argc, char **argv)
             schedule_fire_t outcome;
             char id[JOB_ID_MAX] = "";
             int err = broker_schedule_fire(b, s->name, 0, 0, false, &js.spec, &outcome, id);
+            cli_audit(b, "hopper schedule trigger", s->name, err);
             if (err)
                 rc = cli_broker_fail(b, err);
             else
@@ -412,6 +415,7 @@ static int schedule_pause(const cli_verb_t *verb, int argc, char **argv)
         if (!err) {
             next = pause ? s->next_fire_ms : sched_next_tick(s, hp_now_ms());
             err = broker_schedule_pause(b, s->name, pause, next);
+            cli_audit(b, pause ? "hopper schedule pause" : "hopper schedule resume", s->name, err);
         }
         if (err) {
             rc = cli_broker_fail(b, err);

@@ -141,6 +141,10 @@ static int token_create(const cli_verb_t *verb, int argc, char **argv)
     if (!rc) {
         char token[TOKEN_MAX];
         int err = broker_token_create(b, &a.info, token);
+        char target[96];
+        snprintf(target, sizeof(target), "%s (scope %s)", err ? "-" : a.info.id,
+                 token_scope_name(a.info.scope));
+        cli_audit(b, "hopper token create", target, err);
         if (err) {
             rc = cli_broker_fail(b, err);
         } else {
@@ -211,6 +215,7 @@ static int token_revoke(const cli_verb_t *verb, int argc, char **argv)
         rc = cli_open_broker(&a.common, &b);
     if (!rc) {
         int err = broker_token_revoke(b, argv[optind]);
+        cli_audit(b, "hopper token revoke", argv[optind], err);
         if (err)
             rc = cli_broker_fail(b, err);
         else

@@ -22,6 +22,7 @@ export HOPPER_BLOB_DIR="${HOPPER_BLOB_DIR:-$rundir/blobs}"
 cat <<EOT
 
 Hopper is starting on http://$HOPPER_LISTEN (Redis with an append-only file in .run/).
+Dashboard: http://$HOPPER_LISTEN/dashboard/  (no login on loopback until a token exists)
 In another terminal:
   curl -s -X POST http://$HOPPER_LISTEN/v1/jobs -H 'Content-Type: application/json' \\
        -d '{"queue":"email","type":"email.send","payload":{"to":"a@example.com"}}'

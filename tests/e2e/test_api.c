@@ -2018,6 +2018,70 @@ static void test_sigterm_with_clients_connected(void **state)
     conn_close(&poll_c);
 }
 
+/* ---- The dashboard's files, and cross-site requests ---- */
+
+static void test_dashboard_files(void **state)
+{
+    (void)state;
+    GET("/dashboard");
+    expect_status(R, 302);
+    expect_header(R, "Location", "/dashboard/");
+    GET("/dashboard/");
+    expect_status(R, 200);
+    expect_header(R, "Content-Type", "text/html");
+    expect_header(R, "Content-Security-Policy", "script-src 'self'");
+    expect_header(R, "Cache-Control", "no-cache");
+    /* one policy only: the API's default-src 'none' would block the page's script */
+    const char *csp = strcasestr(R->head, "content-security-policy:");
+    assert_null(strcasestr(csp + 1, "content-security-policy:"));
+    assert_null(strcasestr(R->head, "no-store"));
+    assert_non_null(strstr(R->body, "<html"));
+    char etag[128], h[200];
+    assert_true(find_header(R->head, "ETag", etag, sizeof(etag)));
+    snprintf(h, sizeof(h), "If-None-Match: %s\r\n", etag);
+    http(S.port, "GET", "/dashboard/", h, NULL);
+    expect_status(R, 304);
+    /* a page of the front-end's own (no dot): the page; a missing file: 404 */
+    GET("/dashboard/queues/email");
+    expect_status(R, 200);
+    expect_header(R, "Content-Type", "text/html");
+    GET("/dashboard/missing.js");
+    expect_problem(R, 404, "missing.js");
+    GET("/dashboard/%2e%2e/etc/passwd.txt");
+    expect_status(R, 404);
+    /* the API keeps its own strict policy */
+    GET("/v1/queues");
+    expect_header(R, "Content-Security-Policy", "default-src 'none'");
+    expect_header(R, "Cache-Control", "no-store");
+    /* without auth there is nothing to log in to */
+    GET("/v1/session");
+    expect_status(R, 200);
+    expect_body_has(R, "\"auth\":false");
+}
+
+static void test_cross_site_refused(void **state)
+{
+    (void)state;
+    http(S.port, "POST", "/v1/queues/xsite/pause", "Origin: http://evil.example\r\n", NULL);
+    expect_problem(R, 403, "cross-site");
+    http(S.port, "POST", "/v1/queues/xsite/pause", "Origin: null\r\n", NULL);
+    expect_problem(R, 403, "cross-site");
+    http(S.port, "POST", "/v1/queues/xsite/pause", "Sec-Fetch-Site: cross-site\r\n", NULL);
+    expect_problem(R, 403, "cross-site");
+    http(S.port, "DELETE", "/v1/queues/xsite/jobs?state=dead", "Origin: https://test.evil\r\n",
+         NULL);
+    expect_problem(R, 403, "cross-site");
+    /* reading is not an action; the same origin and plain clients act */
+    http(S.port, "GET", "/v1/queues", "Origin: http://evil.example\r\n", NULL);
+    expect_status(R, 200);
+    http(S.port, "POST", "/v1/queues/xsite/pause", "Origin: http://test\r\n", NULL);
+    expect_status(R, 200);
+    http(S.port, "POST", "/v1/queues/xsite/resume", "Sec-Fetch-Site: same-origin\r\n", NULL);
+    expect_status(R, 200);
+    POST("/v1/queues/xsite/resume", NULL);
+    expect_status(R, 200);
+}
+
 /* ---- Auth: a server of its own, on a Redis of its own that has tokens ---- */
 
 static test_redis_t ARD;
@@ -2191,6 +2255,216 @@ static void test_auth_scopes(void **state)
     }
 }
 
+/* ---- Dashboard sessions and the audit log ---- */
+
+typedef struct session_cookie_s {
+    char cookie[160]; /* "Cookie: hopper_session=...\r\n" */
+    char csrf[80];
+} session_cookie_t;
+
+/* Logs in with `token`; the cookie and CSRF token into *sc. */
+static void login(const char *token, session_cookie_t *sc)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", token);
+    as(NULL, "POST", "/v1/session", body);
+    expect_status(R, 200);
+    char set[512];
+    assert_true(find_header(R->head, "Set-Cookie", set, sizeof(set)));
+    assert_non_null(strstr(set, "HttpOnly"));
+    assert_non_null(strstr(set, "SameSite=Strict"));
+    assert_non_null(strstr(set, "Max-Age="));
+    assert_null(strstr(set, "Secure")); /* plain HTTP here */
+    size_t n = strcspn(set, ";");
+    snprintf(sc->cookie, sizeof(sc->cookie), "Cookie: theme=dark; %.*s\r\n", (int)n, set);
+    body_string(R, "csrf", sc->csrf, sizeof(sc->csrf));
+    assert_int_equal(strlen(sc->csrf), 64);
+}
+
+/* A request with the session's cookie, and its CSRF token when `csrf`. */
+static int with_session(const session_cookie_t *sc, bool csrf, const char *method, const char *path,
+                        const char *body)
+{
+    char h[400];
+    snprintf(h, sizeof(h), "%s%s%s%s", sc->cookie, csrf ? "X-CSRF-Token: " : "",
+             csrf ? sc->csrf : "", csrf ? "\r\n" : "");
+    return http(AS.port, method, path, h, body);
+}
+
+/* The newest audit entries (read with the admin token), parsed. */
+static json_t *audit_newest(int limit)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/audit?limit=%d", limit);
+    as(tok_admin, "GET", path, NULL);
+    expect_status(R, 200);
+    return body_json(R);
+}
+
+static void test_session_login_csrf_audit(void **state)
+{
+    (void)state;
+    as(NULL, "POST", "/v1/session", "{\"token\":\"hop_aaaaaaaaaaaa_wrong\"}");
+    expect_problem(R, 401, "not recognized");
+    as(NULL, "POST", "/v1/session", "{\"tok\":1}");
+    expect_problem(R, 400, "token");
+    as(NULL, "POST", "/v1/session", "not json");
+    expect_status(R, 400);
+    as(NULL, "GET", "/v1/session", NULL);
+    expect_status(R, 401);
+    http(AS.port, "GET", "/v1/queues", "Cookie: hopper_session=deadbeef\r\n", NULL);
+    expect_status(R, 401); /* malformed: no session, and no token either */
+    char forged[200];
+    snprintf(forged, sizeof(forged), "Cookie: hopper_session=%064d\r\n", 7);
+    http(AS.port, "GET", "/v1/queues", forged, NULL);
+    expect_problem(R, 401, "log in again");
+
+    /* behind a TLS proxy the cookie is Secure */
+    char body[256];
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", tok_read);
+    http(AS.port, "POST", "/v1/session", "X-Forwarded-Proto: https\r\n", body);
+    expect_status(R, 200);
+    expect_header(R, "Set-Cookie", "; Secure");
+
+    /* read scope: sees everything, acts on nothing */
+    session_cookie_t rs, ad;
+    login(tok_read, &rs);
+    with_session(&rs, false, "GET", "/v1/queues", NULL);
+    expect_status(R, 200);
+    with_session(&rs, false, "GET", "/v1/session", NULL);
+    expect_status(R, 200);
+    expect_body_has(R, "\"scope\":\"read\"");
+    expect_body_has(R, rs.csrf);
+    with_session(&rs, true, "POST", "/v1/queues/dash/pause", NULL);
+    expect_problem(R, 403, "admin");
+
+    /* admin: acts only with the CSRF token */
+    login(tok_admin, &ad);
+    with_session(&ad, false, "POST", "/v1/queues/dash/pause", NULL);
+    expect_problem(R, 403, "X-CSRF-Token");
+    session_cookie_t wrong = ad;
+    wrong.csrf[0] = wrong.csrf[0] == 'a' ? 'b' : 'a';
+    with_session(&wrong, true, "POST", "/v1/queues/dash/pause", NULL);
+    expect_problem(R, 403, "X-CSRF-Token");
+    with_session(&ad, true, "POST", "/v1/queues/dash/pause", NULL);
+    expect_status(R, 200);
+    as(tok_admin, "GET", "/v1/queues/dash", NULL);
+    expect_body_has(R, "\"paused\":true");
+    /* a cookie and a cross-site origin: refused before anything else */
+    char h[400];
+    snprintf(h, sizeof(h), "%sX-CSRF-Token: %s\r\nOrigin: http://evil.example\r\n", ad.cookie,
+             ad.csrf);
+    http(AS.port, "POST", "/v1/queues/dash/resume", h, NULL);
+    expect_problem(R, 403, "cross-site");
+    /* a bearer token needs no CSRF token: scripts are not browsers */
+    as(tok_admin, "POST", "/v1/queues/dash/resume", NULL);
+    expect_status(R, 200);
+
+    /* the audit log: who, what, from where, newest first */
+    json_t *doc = audit_newest(10);
+    json_t *entries = json_object_get(doc, "entries");
+    json_t *first = json_array_get(entries, 0), *second = json_array_get(entries, 1);
+    assert_string_equal(json_string_value(json_object_get(first, "action")),
+                        "POST /v1/queues/{queue}/resume");
+    assert_string_equal(json_string_value(json_object_get(first, "via")), "token");
+    assert_string_equal(json_string_value(json_object_get(second, "action")),
+                        "POST /v1/queues/{queue}/pause");
+    assert_string_equal(json_string_value(json_object_get(second, "via")), "session");
+    assert_string_equal(json_string_value(json_object_get(second, "path")),
+                        "/v1/queues/dash/pause");
+    assert_string_equal(json_string_value(json_object_get(second, "ip")), "127.0.0.1");
+    assert_int_equal(jnum(json_object_get(second, "status")), 200);
+    assert_non_null(json_string_value(json_object_get(second, "at")));
+    char admin_id[32];
+    snprintf(admin_id, sizeof(admin_id), "%.12s", tok_admin + 4);
+    assert_string_equal(json_string_value(json_object_get(second, "actor")), admin_id);
+    /* refused attempts (403) are not actions; the failed login is recorded */
+    bool failed_login = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        const char *action = json_string_value(json_object_get(e, "action"));
+        assert_true(jnum(json_object_get(e, "status")) != 403);
+        if (strcmp(action, "POST /v1/session") == 0 && jnum(json_object_get(e, "status")) == 401)
+            failed_login = strcmp(json_string_value(json_object_get(e, "actor")), "anonymous") == 0;
+    }
+    assert_true(failed_login);
+    json_decref(doc);
+    /* pages by cursor, and a cursor no listing gave out is refused */
+    as(tok_read, "GET", "/v1/audit?limit=1", NULL);
+    expect_status(R, 200);
+    char cursor[64], path[128], id2[64];
+    body_string(R, "next_cursor", cursor, sizeof(cursor));
+    snprintf(path, sizeof(path), "/v1/audit?limit=1&cursor=%s", cursor);
+    as(tok_read, "GET", path, NULL);
+    expect_status(R, 200);
+    doc = body_json(R);
+    snprintf(id2, sizeof(id2), "%s",
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(doc, "entries"), 0), "id")));
+    json_decref(doc);
+    assert_true(strcmp(id2, cursor) < 0 || strlen(id2) < strlen(cursor));
+    as(tok_read, "GET", "/v1/audit?cursor=abc", NULL);
+    expect_problem(R, 400, "cursor");
+    as(tok_read, "GET", "/v1/audit?limit=0", NULL);
+    expect_problem(R, 400, "limit");
+    as(tok_submit, "GET", "/v1/audit", NULL);
+    expect_status(R, 403);
+
+    /* logout: needs the CSRF token, then the cookie is worthless */
+    with_session(&ad, false, "DELETE", "/v1/session", NULL);
+    expect_problem(R, 403, "X-CSRF-Token");
+    with_session(&ad, true, "DELETE", "/v1/session", NULL);
+    expect_status(R, 204);
+    expect_header(R, "Set-Cookie", "Max-Age=0");
+    with_session(&ad, true, "POST", "/v1/queues/dash/pause", NULL);
+    expect_problem(R, 401, "log in again");
+    with_session(&ad, false, "GET", "/v1/session", NULL);
+    expect_status(R, 401);
+    doc = audit_newest(1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(doc, "entries"), 0), "action")),
+                        "DELETE /v1/session");
+    json_decref(doc);
+
+    /* HOPPER_ADMIN_TOKEN logs in too */
+    session_cookie_t env;
+    login(ADMIN_ENV_TOKEN, &env);
+    with_session(&env, false, "GET", "/v1/session", NULL);
+    expect_body_has(R, "\"token_id\":\"env-admin\"");
+    with_session(&env, true, "POST", "/v1/queues/dash/pause", NULL);
+    expect_status(R, 200);
+}
+
+static void test_session_ends_with_its_token(void **state)
+{
+    (void)state;
+    char tok[TOKEN_MAX], id[32];
+    token_create(tok, id, (const char *const[]){"--scope", "admin", "--name", "shortlived", NULL});
+    session_cookie_t sc;
+    login(tok, &sc);
+    with_session(&sc, false, "GET", "/v1/queues", NULL);
+    expect_status(R, 200);
+    static cli_result_t res;
+    test_cli_run(&res, ARD.url, (const char *const[]){"token", "revoke", id, NULL});
+    assert_int_equal(res.status, 0);
+    /* at once: sessions are looked up on every request, not cached */
+    with_session(&sc, false, "GET", "/v1/queues", NULL);
+    expect_problem(R, 401, "log in again");
+    with_session(&sc, false, "GET", "/v1/session", NULL);
+    expect_status(R, 401);
+    /* the command line's admin actions are in the audit log too */
+    json_t *doc = audit_newest(1);
+    json_t *e = json_array_get(json_object_get(doc, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "action")), "hopper token revoke");
+    assert_string_equal(json_string_value(json_object_get(e, "via")), "cli");
+    assert_string_equal(json_string_value(json_object_get(e, "path")), id);
+    assert_int_equal(jnum(json_object_get(e, "status")), 200);
+    assert_true(strncmp(json_string_value(json_object_get(e, "actor")), "cli:", 4) == 0);
+    json_decref(doc);
+}
+
 static void test_auth_revoke(void **state)
 {
     (void)state;
@@ -2313,13 +2587,18 @@ int main(void)
         cmocka_unit_test(test_long_poll_wait),
         cmocka_unit_test(test_blobs),
         cmocka_unit_test(test_clients_going_away),
+        cmocka_unit_test(test_dashboard_files),
+        cmocka_unit_test(test_cross_site_refused),
         cmocka_unit_test(test_auth_turns_on_with_first_token),
         cmocka_unit_test(test_non_loopback_without_tokens_refuses),
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_sigterm_with_clients_connected), /* last: stops S */
     };
     const struct CMUnitTest auth_tests[] = {
-        cmocka_unit_test(test_auth_scopes), cmocka_unit_test(test_auth_revoke),
+        cmocka_unit_test(test_auth_scopes),
+        cmocka_unit_test(test_auth_revoke),
+        cmocka_unit_test(test_session_login_csrf_audit),
+        cmocka_unit_test(test_session_ends_with_its_token),
         cmocka_unit_test(test_auth_rate_limit),
         cmocka_unit_test(test_auth_tokens_never_logged), /* last: stops AS */
     };

@@ -675,6 +675,105 @@ static void get_many_finds_each_in_one_call(void **state)
         job_free(jobs[i]);
 }
 
+static void sessions_open_expire_and_end(void **state)
+{
+    (void)state;
+    token_info_t info = {.scope = TOKEN_SCOPE_READ};
+    snprintf(info.name, sizeof(info.name), "dash");
+    char token[TOKEN_MAX], id[SESSION_ID_LEN + 1], short_id[SESSION_ID_LEN + 1];
+    assert_int_equal(broker_token_create(b, &info, token), 0);
+    session_t s = {.token = info};
+    snprintf(s.ip, sizeof(s.ip), "10.0.0.7");
+    assert_int_equal(broker_session_create(b, &s, 60000, id), 0);
+    assert_int_equal(strlen(id), SESSION_ID_LEN);
+    assert_int_equal(strlen(s.csrf), SESSION_CSRF_LEN);
+    assert_true(s.expires_ms - s.created_ms == 60000);
+    /* stored under the id's hash: the cookie itself is nowhere in Redis */
+    redisReply *keys = redis_cmd("KEYS hopper:session:*");
+    assert_int_equal(keys->elements, 1);
+    assert_null(strstr(keys->element[0]->str, id));
+    freeReplyObject(keys);
+
+    session_t got;
+    assert_int_equal(broker_session_get(b, id, &got), 0);
+    assert_string_equal(got.token.id, info.id);
+    assert_string_equal(got.token.name, "dash");
+    assert_int_equal(got.token.scope, TOKEN_SCOPE_READ);
+    assert_string_equal(got.csrf, s.csrf);
+    assert_string_equal(got.ip, "10.0.0.7");
+    /* malformed and unknown ids */
+    assert_int_equal(broker_session_get(b, "nothex", &got), HP_ENOTFOUND);
+    char other[SESSION_ID_LEN + 1];
+    memset(other, 'a', SESSION_ID_LEN);
+    other[SESSION_ID_LEN] = '\0';
+    assert_int_equal(broker_session_get(b, other, &got), HP_ENOTFOUND);
+    assert_int_equal(broker_session_create(b, &s, 10, short_id), HP_EINVAL);
+
+    /* expiry: gone after its time to live */
+    session_t brief = {.token = info};
+    assert_int_equal(broker_session_create(b, &brief, 1000, short_id), 0);
+    assert_int_equal(broker_session_get(b, short_id, &got), 0);
+    hp_sleep_ms(1100);
+    assert_int_equal(broker_session_get(b, short_id, &got), HP_ENOTFOUND);
+
+    /* logout, and a second logout is fine */
+    assert_int_equal(broker_session_delete(b, id), 0);
+    assert_int_equal(broker_session_get(b, id, &got), HP_ENOTFOUND);
+    assert_int_equal(broker_session_delete(b, id), 0);
+
+    /* revoking the token ends its sessions */
+    assert_int_equal(broker_session_create(b, &s, 60000, id), 0);
+    assert_int_equal(broker_token_revoke(b, info.id), 0);
+    assert_int_equal(broker_session_get(b, id, &got), HP_ENOTFOUND);
+    assert_non_null(strstr(broker_errmsg(b), "revoked"));
+}
+
+static void audit_log_pages_newest_first(void **state)
+{
+    (void)state;
+    freeReplyObject(redis_cmd("DEL hopper:audit"));
+    for (int i = 0; i < 25; i++) {
+        char entry[64];
+        snprintf(entry, sizeof(entry), "{\"n\":%d}", i);
+        assert_int_equal(broker_audit_append(b, entry), 0);
+    }
+    assert_int_equal(broker_audit_append(b, "{}"), 0);
+    assert_int_equal(broker_audit_append(b, "not json"), HP_EINVAL);
+    assert_int_equal(broker_audit_append(b, "[1]"), HP_EINVAL);
+    audit_page_t page;
+    assert_int_equal(broker_audit_list(b, NULL, 10, &page), 0);
+    assert_int_equal(page.n, 10);
+    assert_true(strncmp(page.entries[0], "{\"id\":\"", 7) == 0);
+    assert_non_null(strstr(page.entries[0], "\"}")); /* the empty object, newest */
+    assert_non_null(strstr(page.entries[1], "\"n\":24"));
+    assert_non_null(page.next_cursor);
+    /* every entry parses, and the pages neither overlap nor skip */
+    int seen = 0, expect = 24;
+    char cursor[AUDIT_CURSOR_MAX];
+    for (;;) {
+        for (size_t i = 0; i < page.n; i++) {
+            json_t *o = json_loads(page.entries[i], 0, NULL);
+            assert_non_null(o);
+            assert_non_null(json_string_value(json_object_get(o, "id")));
+            json_t *n = json_object_get(o, "n");
+            if (n)
+                assert_int_equal(json_integer_value(n), expect--);
+            seen++;
+            json_decref(o);
+        }
+        if (!page.next_cursor)
+            break;
+        snprintf(cursor, sizeof(cursor), "%s", page.next_cursor);
+        audit_page_cleanup(&page);
+        assert_int_equal(broker_audit_list(b, cursor, 10, &page), 0);
+    }
+    audit_page_cleanup(&page);
+    assert_int_equal(seen, 26);
+    assert_int_equal(expect, -1);
+    assert_int_equal(broker_audit_list(b, "12x-0", 10, &page), HP_EINVAL);
+    assert_int_equal(broker_audit_list(b, NULL, 0, &page), HP_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +790,8 @@ int main(void)
         cmocka_unit_test(rate_limit_allows_a_burst_then_limits),
         cmocka_unit_test(get_many_finds_each_in_one_call),
         cmocka_unit_test(pausing_a_new_queue_lists_it),
+        cmocka_unit_test(sessions_open_expire_and_end),
+        cmocka_unit_test(audit_log_pages_newest_first),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
