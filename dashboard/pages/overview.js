@@ -147,7 +147,7 @@ export async function render(root, ctx) {
       if (!ctx.alive) return;
       const ws = (data && data.workers) || [];
       const running = ws.reduce((t, w) => t + (typeof w.running === 'number' ? w.running : (w.jobs || []).length), 0);
-      workersTile.set(fmtNum(ws.length), ws.length ? `${fmtNum(running)} jobs running` : 'no worker is running');
+      workersTile.set(fmtNum(ws.length), ws.length ? `${fmtNum(running)} job${running === 1 ? '' : 's'} running` : 'no worker is running');
     } catch (err) {
       if (ctx.alive && err.name !== 'AbortError') workersTile.set('?', err.detail || String(err));
     }
