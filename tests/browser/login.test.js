@@ -67,3 +67,28 @@ test('log in, see who is logged in, log out', {timeout: 90000}, withScreenshots(
 
   h.assertClean(page, [LOGIN_401]);
 }));
+
+test('a server without tokens needs no login', {timeout: 60000}, async () => {
+  const open = await Hopper.start({name: 'login-noauth'});
+  try {
+    await withScreenshots(open, 'noauth', async () => {
+      const page = await open.page();
+      await page.goto(open.url());
+      await page.locator('h1', {hasText: 'Overview'}).waitFor();
+      assert.equal(await page.locator('#token').count(), 0, 'no login page');
+      assert.equal(await page.locator('#logout').isVisible(), false, 'no logout button');
+      assert.match(await page.locator('#who').textContent(), /no auth/);
+      await page.locator('#live[data-status="live"]').waitFor({timeout: 10000});
+      // Actions work without a session (and so without a CSRF token).
+      await open.enqueue({queue: 'open', type: 'test.noop'}, {token: null});
+      await page.goto(open.url('#/queue/open'));
+      await page.click('button[data-action="pause"]');
+      await page.locator('button[data-action="resume"]').waitFor();
+      assert.equal((await open.api('GET', '/v1/queues/open', undefined, {token: null})).paused, true);
+      await open.shot(page);
+      open.assertClean(page);
+    })();
+  } finally {
+    await open.stop();
+  }
+});
