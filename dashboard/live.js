@@ -1,14 +1,17 @@
 // The live feed: one EventSource on GET /v1/events for the whole dashboard. Events are
-// never rendered one by one: each is folded into a batch (count deltas per queue and
-// state, the last event of each job, totals), and the batch is handed to the pages
+// never rendered one by one: each is folded into a batch (the count moves of each
+// queue, the last event of each job, totals), and the batch is handed to the pages
 // at most FLUSH_MS apart, so 5,000 events a second cost four small DOM updates a
 // second. The pages also refetch the truth (GET /v1/queues) every few seconds, since
 // events are best effort and some (retried, canceled, deleted) do not say which state
-// the job left.
+// the job left. A count is the truth of the last refetch plus the moves of events
+// newer than that refetch (applyMoves): an event the refetch already saw is not
+// counted twice.
 
 const FLUSH_MS = 250;
 const EVENT_NAMES = ['enqueued', 'started', 'progress', 'succeeded', 'failed', 'dead', 'canceled', 'retried', 'deleted'];
 const MAX_JOBS_PER_BATCH = 2000;
+const MAX_MOVES_PER_BATCH = 50000;
 
 // event -> [state it left, state it entered]; null when the event does not say.
 const MOVES = {
@@ -39,7 +42,41 @@ const statusListeners = new Set();
 let onLost = null; // called when the stream fails: the app checks the session
 
 function newBatch() {
-  return {events: 0, deltas: new Map(), jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, kinds: {}};
+  // moves: [queue, state left or null, state entered or null, at (server ms)]
+  return {events: 0, moves: [], jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, kinds: {}};
+}
+
+// The server's clock, as the events tell it: skew = the largest (event time - time
+// received) seen lately, which is the clock difference less the smallest delivery
+// delay. Used to know which events a refetch has already seen.
+let skewNow = -Infinity;
+let skewPrev = -Infinity;
+let skewRotated = Date.now();
+function sampleSkew(at) {
+  const now = Date.now();
+  if (now - skewRotated > 30000) {
+    skewPrev = skewNow;
+    skewNow = -Infinity;
+    skewRotated = now;
+  }
+  skewNow = Math.max(skewNow, at - now);
+}
+export function serverNow() {
+  const s = Math.max(skewNow, skewPrev);
+  return Date.now() + (Number.isFinite(s) ? s : 0);
+}
+
+// Applies the batch's moves for queue q to counts ({state: n}), skipping events at or
+// before `since` (server ms: when the counts were fetched). Returns whether any applied.
+export function applyMoves(batch, q, counts, since = 0) {
+  let changed = false;
+  for (const [queue, from, to, at] of batch.moves) {
+    if (queue !== q || at <= since) continue;
+    if (from) counts[from] = Math.max(0, (counts[from] || 0) - 1);
+    if (to) counts[to] = (counts[to] || 0) + 1;
+    changed = true;
+  }
+  return changed;
 }
 
 function setStatus(s) {
@@ -66,13 +103,6 @@ function flush() {
   }
 }
 
-function add(delta, queue, state, n) {
-  if (!state) return;
-  let q = delta.get(queue);
-  if (!q) delta.set(queue, (q = {}));
-  q[state] = (q[state] || 0) + n;
-}
-
 function onEvent(msg) {
   let e;
   try {
@@ -86,13 +116,15 @@ function onEvent(msg) {
   const b = batch;
   b.events++;
   b.kinds[kind] = (b.kinds[kind] || 0) + 1;
+  const at = typeof e.at === 'number' ? e.at : Date.parse(e.at) || 0;
+  if (at) sampleSkew(at);
   if (typeof e.queue === 'string') {
     b.queues.add(e.queue);
     const move = MOVES[kind];
     if (move) {
       const [from, to] = move(e);
-      add(b.deltas, e.queue, from, -1);
-      add(b.deltas, e.queue, to, +1);
+      if ((from || to) && b.moves.length < MAX_MOVES_PER_BATCH) b.moves.push([e.queue, from, to, at]);
+      else if (from || to) b.unsure.add(e.queue);
     }
     if (UNSURE.has(kind)) b.unsure.add(e.queue);
   }

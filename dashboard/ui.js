@@ -269,7 +269,13 @@ export function openDialog(title, build) {
       done = true;
       if (dlg.open) dlg.close();
       dlg.remove();
-      if (before && before.focus && document.contains(before)) before.focus();
+      // Back to where the focus was; if a refresh replaced that button meanwhile, to
+      // its successor (the same data-action).
+      let back = before;
+      if (back && !document.contains(back) && back.dataset && back.dataset.action) {
+        back = document.querySelector(`main [data-action="${CSS.escape(back.dataset.action)}"]`);
+      }
+      if (back && back.focus && document.contains(back)) back.focus();
       resolve(value);
     };
     dlg.append(heading);

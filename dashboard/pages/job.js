@@ -38,6 +38,7 @@ export async function render(root, ctx, [id]) {
       if (err.status === 404 && job) {
         job = null;
         clear(actions);
+        delete actions.dataset.key;
         clear(body).append(errorBox(err), h('p', null, link('#/jobs', 'Back to the job browser')));
         return;
       }
@@ -59,8 +60,16 @@ export async function render(root, ctx, [id]) {
     const j = job;
     title.replaceChildren('Job ', h('span', {class: 'mono wrap'}, j.id), ' ', stateBadge(j.state));
     body.dataset.state = j.state;
-    clear(actions);
-    if (admin) actions.append(...jobActions(j));
+    // The buttons are rebuilt only when they change, so a refresh never takes the
+    // keyboard focus away (nor the element a dialog returns the focus to).
+    const key = `${j.state}/${!!j.cancel_requested}`;
+    if (admin && actions.dataset.key !== key) {
+      actions.dataset.key = key;
+      const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+      fill(actions, ...jobActions(j));
+      const again = focused && actions.querySelector(`[data-action="${focused}"]`);
+      if (again) again.focus();
+    }
     const sched = j.schedule && j.schedule.name
       ? [link(`#/schedules/${enc(j.schedule.name)}`, j.schedule.name), ' (tick ', timeEl(j.schedule.tick), ')'] : null;
     const dl = h('dl', {class: 'kv kv-wide'},

@@ -4,6 +4,7 @@
 
 import {api, enc, session} from '../api.js';
 import {lineChart} from '../chart.js';
+import {applyMoves, serverNow} from '../live.js';
 import {
   h, clear, fill, fmtNum, fmtBytes, fmtDuration, pageHeader, section, tableWrap, errorBox, STATES,
   badge, link, qs,
@@ -40,11 +41,14 @@ export async function render(root, ctx) {
     }
     fetching = true;
     try {
+      const since = serverNow(); // events after this are news to the answer
       const data = await api.get('/v1/queues', {signal: ctx.signal});
       if (!ctx.alive) return;
       queues = (data && data.queues) || [];
       queues.forEach((q) => {
         q.fetchedAt = Date.now();
+        q.since = since;
+        q.counts = q.counts || {};
       });
       renderQueues();
     } catch (err) {
@@ -119,15 +123,10 @@ export async function render(root, ctx) {
   ctx.live((batch) => {
     if (!queues) return;
     let unknown = false;
-    for (const [name, delta] of batch.deltas) {
+    for (const name of batch.queues) {
       const q = queues.find((x) => x.name === name);
-      if (!q) {
-        unknown = true;
-        continue;
-      }
-      q.counts = q.counts || {};
-      for (const [s, d] of Object.entries(delta)) q.counts[s] = Math.max(0, (q.counts[s] || 0) + d);
-      updateRow(q);
+      if (!q) unknown = true;
+      else if (applyMoves(batch, name, q.counts, q.since)) updateRow(q);
     }
     // A new queue, or an event that does not say where the job came from: ask for
     // the truth soon (at most once a second).

@@ -7,14 +7,17 @@ import {
   STATES, qs, link,
 } from '../ui.js';
 import {jobList, bulkActions} from './jobs.js';
+import {applyMoves, serverNow} from '../live.js';
 
 const PURGEABLE = ['waiting', 'scheduled', 'failed', 'succeeded', 'dead', 'canceled'];
 
 export async function render(root, ctx, [name], query) {
   const admin = isAdmin();
   const state = [...STATES, 'canceled'].includes(query.get('state')) ? query.get('state') : 'waiting';
+  let since = serverNow();
   let q = await api.get(`/v1/queues/${enc(name)}`, {signal: ctx.signal});
   if (!ctx.alive) return;
+  q.counts = q.counts || {};
 
   const pausedBadge = h('span');
   const pauseBtn = admin ? button('', () => togglePause(), {class: 'btn-small', 'data-action': 'pause'}) : null;
@@ -49,9 +52,12 @@ export async function render(root, ctx, [name], query) {
 
   async function refresh() {
     try {
+      const at = serverNow();
       const fresh = await api.get(`/v1/queues/${enc(name)}`, {signal: ctx.signal});
       if (ctx.alive) {
         q = fresh;
+        q.counts = q.counts || {};
+        since = at;
         show();
       }
     } catch (err) {
@@ -105,12 +111,17 @@ export async function render(root, ctx, [name], query) {
     list.el));
 
   // Counts: moved by events at once, refetched every few seconds as the truth.
+  let soon = false;
   ctx.live((batch) => {
-    const d = batch.deltas.get(name);
-    if (!d) return;
-    q.counts = q.counts || {};
-    for (const [s, n] of Object.entries(d)) q.counts[s] = Math.max(0, (q.counts[s] || 0) + n);
-    show();
+    if (!batch.queues.has(name)) return;
+    if (applyMoves(batch, name, q.counts, since)) show();
+    if (batch.unsure.has(name) && !soon) { // the events do not say where those jobs were
+      soon = true;
+      ctx.after(1000, () => {
+        soon = false;
+        refresh();
+      });
+    }
   });
   ctx.every(4000, refresh);
   await list.reload();
