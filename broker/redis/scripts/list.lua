@@ -195,8 +195,8 @@ local function main()
   if cursor == '' then
     p = down and redis.call('ZCARD', key) or 0
   else
-    last_score, last_ulid = string.match(cursor, '^(%d+):(%w+)$')
-    if not last_score then return bad_cursor end
+    last_score, last_ulid = string.match(cursor, '^(%d+):([0-9A-Z]+)$')
+    if not last_score or #last_ulid ~= 26 then return bad_cursor end
     p = place(last_score, last_ulid, not down)
   end
   while more_to_do() do

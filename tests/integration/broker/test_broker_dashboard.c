@@ -462,7 +462,8 @@ static void cursors_are_checked(void **state)
                          HP_EINVAL);
         assert_non_null(strstr(broker_errmsg(b), "cursor"));
     }
-    const char *bad_set[] = {"-5:01ABC", "abc", "12:", "12:AB-C", "1.5:AB"};
+    const char *bad_set[] = {
+        "-5:01ABC", "abc", "12:", "12:AB-C", "1.5:AB", "0:ABC", "0:01m888c5g74kzrd1b5rtze000b"};
     for (size_t i = 0; i < sizeof(bad_set) / sizeof(*bad_set); i++) {
         assert_int_equal(broker_list_filtered(b, q, JOB_STATE_DEAD, &(list_filter_t){.desc = true},
                                               bad_set[i], 10, &page),
