@@ -453,11 +453,10 @@ static int check_filter(broker_t *b, const list_filter_t *in, list_filter_t *out
     out->error = out->error ? out->error : "";
     out->worker = out->worker ? out->worker : "";
     size_t tlen = strlen(out->type);
-    for (size_t i = 0; i < tlen; i++) {
-        if (out->type[i] <= 0x20 || out->type[i] > 0x7e)
-            tlen = JOB_TYPE_NAME_MAX + 1; /* a type is printable ASCII without spaces */
-    }
-    if (tlen > JOB_TYPE_NAME_MAX)
+    bool printable = true; /* a type is printable ASCII without spaces */
+    for (size_t i = 0; i < tlen && printable; i++)
+        printable = out->type[i] > 0x20 && out->type[i] <= 0x7e;
+    if (tlen > JOB_TYPE_NAME_MAX || !printable)
         return broker__error(b, HP_EINVAL,
                              "type: a job type is 1-%d printable ASCII characters without spaces",
                              JOB_TYPE_NAME_MAX);
