@@ -1164,6 +1164,7 @@ const route_t api_routes[] = {
     {.method = "POST",
      .pattern = "/v1/queues/{queue}/bulk",
      .access = ACCESS_ADMIN,
+     .audit = true,
      .prepare = prepare_bulk,
      .run = run_bulk},
     {.method = "GET",
