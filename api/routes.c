@@ -112,6 +112,32 @@ static bool prepare_nothing(api_req_t *ar)
     return true;
 }
 
+/* A query parameter: 1 with its decoded value in out, 0 when absent, -1 when it
+ * is given but does not decode or needs more than len - 1 bytes. */
+static int query_text(const api_req_t *ar, const char *name, char *out, size_t len)
+{
+    if (api_query(ar, name, out, len))
+        return 1;
+    out[0] = '\0';
+    size_t nlen = strlen(name);
+    for (const char *q = ar->http->query; *q;) {
+        size_t n = strcspn(q, "&");
+        if (n >= nlen && strncmp(q, name, nlen) == 0 && (n == nlen || q[nlen] == '='))
+            return -1;
+        q += n + (q[n] == '&');
+    }
+    return 0;
+}
+
+/* A body of only white space (or none) is no body. */
+static bool body_empty(const http_req_t *h)
+{
+    for (size_t i = 0; i < h->body_len; i++)
+        if (!strchr(" \t\r\n", h->body[i]))
+            return false;
+    return true;
+}
+
 /* ---- Jobs: enqueue ---- */
 
 typedef struct enqueue_state_s {
@@ -400,6 +426,27 @@ static void finish_get(api_req_t *ar)
     api_json(ar, ar->status, ar->body, ar->body_len);
 }
 
+/* POST /v1/jobs/{id}/retry takes no body, or {"payload": <any JSON>} to store in
+ * place of the job's payload (its bytes as sent). */
+static bool prepare_retry(api_req_t *ar)
+{
+    if (!prepare_job_id(ar))
+        return false;
+    http_req_t *h = ar->http;
+    if (body_empty(h))
+        return true;
+    if (!json_body_ok(ar))
+        return false;
+    char err[256], *payload = NULL;
+    if (job_payload_from_json(h->body, h->body_len, &payload, err, sizeof(err)) != 0) {
+        api_problem(ar, 400, "%s", err);
+        return false;
+    }
+    ar->state = payload;
+    ar->state_free = hp_free;
+    return true;
+}
+
 static void run_job_action(api_req_t *ar, broker_t *b)
 {
     const char *id = ar->params[0];
@@ -411,6 +458,8 @@ static void run_job_action(api_req_t *ar, broker_t *b)
         err = broker_delete(b, id);
     else if (strstr(path, "/cancel"))
         err = broker_cancel(b, id, &after);
+    else if (ar->state) /* a retry with a new payload */
+        err = broker_retry_with_payload(b, id, ar->state, strlen(ar->state));
     else
         err = broker_retry(b, id);
     if (err) {
@@ -438,7 +487,21 @@ typedef struct list_state_s {
     size_t limit;
     char cursor[256];
     bool has_cursor;
+    bool desc;
+    char type[JOB_TYPE_NAME_MAX + 1];
+    char error[LIST_FILTER_ERROR_MAX + 1];
+    char worker[WORKER_ID_MAX + 1];
 } list_state_t;
+
+/* The filters of a listing or a bulk action, each "" when not given; false when
+ * one was refused (answered). */
+static bool filter_param(api_req_t *ar, const char *name, char *out, size_t len)
+{
+    if (query_text(ar, name, out, len) >= 0)
+        return true;
+    api_problem(ar, 400, "%s: at most %zu characters, percent-encoded", name, len - 1);
+    return false;
+}
 
 static bool prepare_list(api_req_t *ar)
 {
@@ -476,7 +539,26 @@ static bool prepare_list(api_req_t *ar)
         }
         st->limit = (size_t)n;
     }
-    st->has_cursor = api_query(ar, "cursor", st->cursor, sizeof(st->cursor)) && st->cursor[0];
+    int has = query_text(ar, "cursor", st->cursor, sizeof(st->cursor));
+    if (has < 0) {
+        api_problem(ar, 400, "cursor: not one this server gave out");
+        return false;
+    }
+    st->has_cursor = has > 0 && st->cursor[0];
+    if (query_text(ar, "order", text, sizeof(text)) != 0) {
+        if (strcmp(text, "asc") != 0 && strcmp(text, "desc") != 0) {
+            api_problem(ar, 400, "order: asc or desc, got \"%.40s\"", text);
+            return false;
+        }
+        st->desc = strcmp(text, "desc") == 0;
+    }
+    if (!filter_param(ar, "type", st->type, sizeof(st->type)) ||
+        !filter_param(ar, "error", st->error, sizeof(st->error)) ||
+        !filter_param(ar, "worker", st->worker, sizeof(st->worker)))
+        return false;
+    /* Only active jobs have a worker: that is the state a worker filter lists. */
+    if (st->worker[0] && query_text(ar, "state", text, sizeof(text)) == 0)
+        st->state = JOB_STATE_ACTIVE;
     return true;
 }
 
@@ -484,8 +566,10 @@ static void run_list(api_req_t *ar, broker_t *b)
 {
     list_state_t *st = ar->state;
     job_list_t list = {0};
-    int err =
-        broker_list(b, ar->queue, st->state, st->has_cursor ? st->cursor : NULL, st->limit, &list);
+    list_filter_t f = {
+        .desc = st->desc, .type = st->type, .error = st->error, .worker = st->worker};
+    int err = broker_list_filtered(b, ar->queue, st->state, &f, st->has_cursor ? st->cursor : NULL,
+                                   st->limit, &list);
     if (err) {
         api_set_broker_error(ar, b, err);
         return;
@@ -512,6 +596,16 @@ static void run_list(api_req_t *ar, broker_t *b)
 
 /* ---- Queues ---- */
 
+/* An RFC 3339 time, or null for 0. */
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char text[HP_RFC3339_MAX];
+    hp_format_rfc3339_ms(ms, text);
+    return json_string(text);
+}
+
 static json_t *stats_json(const char *name, const queue_stats_t *s)
 {
     json_t *counts = json_object();
@@ -529,6 +623,10 @@ static json_t *stats_json(const char *name, const queue_stats_t *s)
                         s->max_length < 0 ? json_null() : json_integer(s->max_length));
     json_object_set_new(o, "counts", counts);
     json_object_set_new(o, "totals", totals);
+    int64_t oldest = s->oldest_waiting_ms, age = oldest ? hp_now_ms() - oldest : 0;
+    json_object_set_new(o, "oldest_waiting_at", time_or_null(oldest));
+    json_object_set_new(o, "oldest_waiting_age_ms",
+                        oldest ? json_integer(age > 0 ? age : 0) : json_null());
     return o;
 }
 
@@ -639,6 +737,216 @@ static void run_purge(api_req_t *ar, broker_t *b)
     json_object_set_new(o, "queue", json_string(ar->queue));
     json_object_set_new(o, "state", json_string(job_state_name((job_state_t) * (int *)ar->state)));
     json_object_set_new(o, "removed", json_integer(removed));
+    set_json_value(ar, 200, o);
+}
+
+/* ---- Queues: bulk actions ---- */
+
+typedef struct bulk_state_s {
+    job_state_t state;
+    bulk_action_t action;
+    char type[JOB_TYPE_NAME_MAX + 1];
+    char error[LIST_FILTER_ERROR_MAX + 1];
+} bulk_state_t;
+
+/* A member of the bulk body that must be a string (if present): its value, or
+ * NULL and an answer. */
+static bool bulk_string(api_req_t *ar, json_t *doc, const char *name, bool required,
+                        const char *expect, const char **out)
+{
+    json_t *v = json_object_get(doc, name);
+    *out = json_string_value(v);
+    if ((v || required) && !*out) {
+        api_problem(ar, 400, "%s: %s", name, expect);
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_bulk(api_req_t *ar)
+{
+    if (!prepare_queue_param(ar) || !json_body_ok(ar))
+        return false;
+    http_req_t *h = ar->http;
+    json_error_t jerr;
+    json_t *doc = json_loadb(h->body, h->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(doc)) {
+        api_problem(ar, 400,
+                    "expected {\"action\": \"retry\" or \"delete\", \"state\": \"...\", "
+                    "\"type\" and \"error\" optional}");
+        json_decref(doc);
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v)
+    {
+        if (strcmp(key, "action") && strcmp(key, "state") && strcmp(key, "type") &&
+            strcmp(key, "error")) {
+            api_problem(ar, 400, "unknown field \"%.64s\" (fields: action, state, type, error)",
+                        key);
+            json_decref(doc);
+            return false;
+        }
+    }
+    bulk_state_t *st = hp_calloc(1, sizeof(*st));
+    ar->state = st;
+    ar->state_free = hp_free;
+    const char *action, *state, *type, *error;
+    bool ok =
+        bulk_string(ar, doc, "action", true, "required, \"retry\" or \"delete\"", &action) &&
+        bulk_string(ar, doc, "state", true,
+                    "required, one of scheduled, waiting, failed, succeeded, dead, canceled",
+                    &state) &&
+        bulk_string(ar, doc, "type", false, "a job type (a string)", &type) &&
+        bulk_string(ar, doc, "error", false, "text to look for in the errors (a string)", &error);
+    int s = ok ? job_state_parse(state) : -1;
+    if (ok && strcmp(action, "retry") && strcmp(action, "delete")) {
+        api_problem(ar, 400, "action: \"retry\" or \"delete\", got \"%.40s\"", action);
+        ok = false;
+    } else if (ok && s < 0) {
+        api_problem(ar, 400,
+                    "state: one of scheduled, waiting, failed, succeeded, dead, canceled; got "
+                    "\"%.40s\"",
+                    state);
+        ok = false;
+    } else if (ok && type && strlen(type) >= sizeof(st->type)) {
+        api_problem(ar, 400, "type: at most %d characters", JOB_TYPE_NAME_MAX);
+        ok = false;
+    } else if (ok && error && strlen(error) >= sizeof(st->error)) {
+        api_problem(ar, 400, "error: at most %d characters", LIST_FILTER_ERROR_MAX);
+        ok = false;
+    }
+    if (ok) {
+        st->state = (job_state_t)s;
+        st->action = strcmp(action, "retry") == 0 ? BULK_RETRY : BULK_DELETE;
+        snprintf(st->type, sizeof(st->type), "%s", type ? type : "");
+        snprintf(st->error, sizeof(st->error), "%s", error ? error : "");
+    }
+    json_decref(doc);
+    if (!ok)
+        return false;
+    /* Well-formed, but not an action on this state. */
+    if (st->action == BULK_RETRY && s != JOB_STATE_DEAD && s != JOB_STATE_FAILED &&
+        s != JOB_STATE_CANCELED) {
+        api_problem(ar, 422, "state: only dead, failed or canceled jobs can be retried, not %s",
+                    job_state_name(st->state));
+        return false;
+    }
+    if (st->action == BULK_DELETE && s == JOB_STATE_ACTIVE) {
+        api_problem(ar, 422, "state: active jobs are running and cannot be deleted; cancel them");
+        return false;
+    }
+    return true;
+}
+
+static void run_bulk(api_req_t *ar, broker_t *b)
+{
+    bulk_state_t *st = ar->state;
+    int64_t matched = 0, done = 0;
+    list_filter_t f = {.type = st->type, .error = st->error};
+    int err = broker_bulk(b, ar->queue, st->state, st->action, &f, &matched, &done);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "queue", json_string(ar->queue));
+    json_object_set_new(o, "action", json_string(st->action == BULK_RETRY ? "retry" : "delete"));
+    json_object_set_new(o, "state", json_string(job_state_name(st->state)));
+    json_object_set_new(o, "matched", json_integer(matched));
+    json_object_set_new(o, "done", json_integer(done));
+    set_json_value(ar, 200, o);
+}
+
+/* ---- Throughput ---- */
+
+static bool prepare_throughput(api_req_t *ar)
+{
+    int has = query_text(ar, "queue", ar->queue, sizeof(ar->queue));
+    if (has < 0 || (has > 0 && ar->queue[0] && !job_queue_name_valid(ar->queue))) {
+        api_problem(ar, 400, "queue: 1-64 characters of A-Z a-z 0-9 . _ -");
+        return false;
+    }
+    return true;
+}
+
+static void append_counts(hp_strbuf_t *sb, const char *name, const int64_t *v, size_t n)
+{
+    hp_strbuf_printf(sb, "\"%s\":[", name);
+    for (size_t i = 0; i < n; i++)
+        hp_strbuf_printf(sb, "%s%lld", i ? "," : "", (long long)v[i]);
+    hp_strbuf_appends(sb, "]");
+}
+
+static void run_throughput(api_req_t *ar, broker_t *b)
+{
+    throughput_t *t = hp_malloc(sizeof(*t));
+    int err = broker_throughput(b, ar->queue[0] ? ar->queue : NULL, t);
+    if (err) {
+        hp_free(t);
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    char now[HP_RFC3339_MAX];
+    hp_format_rfc3339_ms(t->now_ms, now);
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_appends(&sb, "{\"queue\":");
+    if (ar->queue[0])
+        hp_strbuf_append_json_string(&sb, ar->queue);
+    else
+        hp_strbuf_appends(&sb, "null");
+    hp_strbuf_printf(&sb, ",\"now\":\"%s\",\"per_second\":{\"start\":%lld,", now,
+                     (long long)t->second_start);
+    append_counts(&sb, "processed", t->processed_per_second, THROUGHPUT_SECONDS);
+    hp_strbuf_appends(&sb, ",");
+    append_counts(&sb, "failed", t->failed_per_second, THROUGHPUT_SECONDS);
+    hp_strbuf_printf(&sb, "},\"per_minute\":{\"start\":%lld,", (long long)t->minute_start);
+    append_counts(&sb, "processed", t->processed_per_minute, THROUGHPUT_MINUTES);
+    hp_strbuf_appends(&sb, ",");
+    append_counts(&sb, "failed", t->failed_per_minute, THROUGHPUT_MINUTES);
+    hp_strbuf_appends(&sb, "}}");
+    hp_free(t);
+    size_t len;
+    char *text = hp_strbuf_steal(&sb, &len);
+    api_set_json(ar, 200, text, len);
+}
+
+/* ---- Broker health ---- */
+
+static void run_broker(api_req_t *ar, broker_t *b)
+{
+    broker_info_t info;
+    int err = broker_info(b, &info);
+    if (err) {
+        api_set_broker_error(ar, b, err);
+        return;
+    }
+    json_t *warnings = json_array();
+    if (info.maxmemory_policy[0] && strcmp(info.maxmemory_policy, "noeviction") != 0) {
+        char *w = hp_sprintf("maxmemory-policy is %s: Redis may evict keys when memory runs "
+                             "out and silently lose jobs; set it to noeviction",
+                             info.maxmemory_policy);
+        json_array_append_new(warnings, json_string(w));
+        hp_free(w);
+    }
+    if (info.maxmemory > 0 && info.used_memory * 10 >= info.maxmemory * 9) {
+        char *w = hp_sprintf("used_memory is %lld%% of maxmemory: enqueues will soon be refused",
+                             (long long)(info.used_memory * 100 / info.maxmemory));
+        json_array_append_new(warnings, json_string(w));
+        hp_free(w);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "backend", json_string(info.backend));
+    json_object_set_new(o, "ok", json_true());
+    json_object_set_new(o, "version", json_string(info.version));
+    json_object_set_new(o, "uptime_s", json_integer(info.uptime_s));
+    json_object_set_new(o, "used_memory", json_integer(info.used_memory));
+    json_object_set_new(o, "maxmemory", json_integer(info.maxmemory));
+    json_object_set_new(o, "maxmemory_policy", json_string(info.maxmemory_policy));
+    json_object_set_new(o, "connected_clients", json_integer(info.connected_clients));
+    json_object_set_new(o, "warnings", warnings);
     set_json_value(ar, 200, o);
 }
 
@@ -817,7 +1125,7 @@ const route_t api_routes[] = {
      .pattern = "/v1/jobs/{id}/retry",
      .audit = true,
      .access = ACCESS_ADMIN,
-     .prepare = prepare_job_id,
+     .prepare = prepare_retry,
      .run = run_job_action},
     {.method = "POST",
      .pattern = "/v1/jobs/{id}/cancel",
@@ -853,6 +1161,22 @@ const route_t api_routes[] = {
      .access = ACCESS_ADMIN,
      .prepare = prepare_purge,
      .run = run_purge},
+    {.method = "POST",
+     .pattern = "/v1/queues/{queue}/bulk",
+     .access = ACCESS_ADMIN,
+     .audit = true,
+     .prepare = prepare_bulk,
+     .run = run_bulk},
+    {.method = "GET",
+     .pattern = "/v1/stats/throughput",
+     .access = ACCESS_READ,
+     .prepare = prepare_throughput,
+     .run = run_throughput},
+    {.method = "GET",
+     .pattern = "/v1/broker",
+     .access = ACCESS_READ,
+     .prepare = prepare_nothing,
+     .run = run_broker},
     {.method = "GET",
      .pattern = "/v1/workers",
      .access = ACCESS_READ,

@@ -399,7 +399,20 @@ int broker_cancel(broker_t *b, const char *id, job_state_t *state_after)
 
 int broker_retry(broker_t *b, const char *id)
 {
-    WITH_ID(b->ops->retry(b, ulid, queue));
+    WITH_ID(b->ops->retry(b, ulid, queue, NULL, 0));
+}
+
+int broker_retry_with_payload(broker_t *b, const char *id, const char *payload, size_t len)
+{
+    char ulid[HP_ULID_LEN + 1], queue[JOB_QUEUE_NAME_MAX + 1];
+    int err = parse_id(b, id, ulid, queue);
+    if (err)
+        return err;
+    if (!payload)
+        return broker__error(b, HP_EINVAL, "payload: required (JSON text; \"null\" for none)");
+    len = len ? len : strlen(payload);
+    err = broker__check_json("payload", payload, len, b->max_payload, b->errmsg, sizeof(b->errmsg));
+    return err ? err : b->ops->retry(b, ulid, queue, payload, len);
 }
 
 int broker_delete(broker_t *b, const char *id)
@@ -429,6 +442,38 @@ static bool cursor_shaped(const char *cursor)
 int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
                 job_list_t *out)
 {
+    return broker_list_filtered(b, queue, state, NULL, cursor, limit, out);
+}
+
+/* Checks a filter and copies it with "" for every string not given. */
+static int check_filter(broker_t *b, const list_filter_t *in, list_filter_t *out)
+{
+    *out = in ? *in : (list_filter_t){0};
+    out->type = out->type ? out->type : "";
+    out->error = out->error ? out->error : "";
+    out->worker = out->worker ? out->worker : "";
+    size_t tlen = strlen(out->type);
+    bool printable = true; /* a type is printable ASCII without spaces */
+    for (size_t i = 0; i < tlen && printable; i++)
+        printable = out->type[i] > 0x20 && out->type[i] <= 0x7e;
+    if (tlen > JOB_TYPE_NAME_MAX || !printable)
+        return broker__error(b, HP_EINVAL,
+                             "type: a job type is 1-%d printable ASCII characters without spaces",
+                             JOB_TYPE_NAME_MAX);
+    if (strlen(out->error) > LIST_FILTER_ERROR_MAX)
+        return broker__error(b, HP_EINVAL, "error: at most %d characters to look for",
+                             LIST_FILTER_ERROR_MAX);
+    if (out->worker[0] && !worker_name_valid(out->worker))
+        return broker__error(b, HP_EINVAL,
+                             "worker: a worker id is 1-%d characters of A-Z a-z 0-9 . _ : @ / -",
+                             WORKER_ID_MAX);
+    return 0;
+}
+
+int broker_list_filtered(broker_t *b, const char *queue, job_state_t state,
+                         const list_filter_t *filter, const char *cursor, size_t limit,
+                         job_list_t *out)
+{
     memset(out, 0, sizeof(*out));
     int err = check_queue(b, queue);
     if (err)
@@ -439,7 +484,46 @@ int broker_list(broker_t *b, const char *queue, job_state_t state, const char *c
         return broker__error(b, HP_EINVAL, "limit: must be 1-%d, got %zu", LIST_LIMIT_MAX, limit);
     if (cursor && !cursor_shaped(cursor))
         return broker__error(b, HP_EINVAL, "cursor: not one this server gave out");
-    return b->ops->list(b, queue, state, cursor ? cursor : "", limit, out);
+    list_filter_t f;
+    err = check_filter(b, filter, &f);
+    if (err)
+        return err;
+    if (f.worker[0] && state != JOB_STATE_ACTIVE)
+        return broker__error(b, HP_EINVAL,
+                             "worker: only active jobs are held by a worker; list state active");
+    return b->ops->list(b, queue, state, &f, cursor ? cursor : "", limit, out);
+}
+
+int broker_bulk(broker_t *b, const char *queue, job_state_t state, bulk_action_t action,
+                const list_filter_t *filter, int64_t *matched, int64_t *done)
+{
+    int64_t ignored[2];
+    matched = matched ? matched : &ignored[0];
+    done = done ? done : &ignored[1];
+    *matched = *done = 0;
+    int err = check_queue(b, queue);
+    if (err)
+        return err;
+    if ((unsigned)state >= JOB_STATE_COUNT)
+        return broker__error(b, HP_EINVAL, "state: unknown");
+    if (action != BULK_RETRY && action != BULK_DELETE)
+        return broker__error(b, HP_EINVAL, "action: must be retry or delete");
+    if (action == BULK_RETRY && state != JOB_STATE_DEAD && state != JOB_STATE_FAILED &&
+        state != JOB_STATE_CANCELED)
+        return broker__error(b, HP_ESTATE,
+                             "state: only dead, failed or canceled jobs can be retried, not %s",
+                             job_state_name(state));
+    if (action == BULK_DELETE && state == JOB_STATE_ACTIVE)
+        return broker__error(b, HP_ESTATE,
+                             "state: active jobs are held by workers and cannot be deleted; "
+                             "cancel them");
+    list_filter_t f;
+    err = check_filter(b, filter, &f);
+    if (err)
+        return err;
+    if (f.worker[0])
+        return broker__error(b, HP_EINVAL, "worker: a bulk action never takes active jobs");
+    return b->ops->bulk(b, queue, state, action, &f, matched, done);
 }
 
 /* ---- Queues ---- */
@@ -508,6 +592,32 @@ int broker_purge(broker_t *b, const char *queue, job_state_t state, int64_t *rem
         return broker__error(b, HP_ESTATE,
                              "purge: active jobs are held by workers; cancel them instead");
     return b->ops->purge(b, queue, state, removed);
+}
+
+/* ---- Throughput and health ---- */
+
+int broker_throughput(broker_t *b, const char *queue, throughput_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (queue) {
+        int err = check_queue(b, queue);
+        return err ? err : b->ops->throughput(b, &queue, 1, out);
+    }
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err)
+        return err;
+    err = b->ops->throughput(b, (const char *const *)names, n, out);
+    broker_queues_free(names, n);
+    return err;
+}
+
+int broker_info(broker_t *b, broker_info_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->backend, sizeof(out->backend), "%s", b->ops->name);
+    return b->ops->info(b, out);
 }
 
 /* ---- Events ---- */

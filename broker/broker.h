@@ -211,6 +211,10 @@ int job_specs_from_json(const char *text, size_t len, job_spec_json_t **specs, c
 void job_spec_set_idempotency(job_spec_json_t *js, const char *token, const char *key,
                               const char *body, size_t len);
 void job_spec_json_cleanup(job_spec_json_t *js);
+/* The body of a retry with an edited payload, {"payload": <any JSON>} and nothing
+ * else: *payload (hp_free) gets the value's own bytes, as job_spec_from_json keeps
+ * them. HP_EINVAL with a message otherwise. */
+int job_payload_from_json(const char *text, size_t len, char **payload, char *err, size_t errlen);
 
 /* ---- Opening ---- */
 
@@ -351,6 +355,9 @@ int broker_get_many(broker_t *b, const char *const *ids, size_t n, job_t **jobs,
 int broker_cancel(broker_t *b, const char *id, job_state_t *state_after);
 /* Dead, failed or canceled back to waiting, with a fresh set of attempts. */
 int broker_retry(broker_t *b, const char *id);
+/* broker_retry that also replaces the stored payload with `payload` (JSON text of
+ * at most the broker's max payload, kept byte for byte; len 0: strlen). */
+int broker_retry_with_payload(broker_t *b, const char *id, const char *payload, size_t len);
 /* Removes a job that is not active. */
 int broker_delete(broker_t *b, const char *id);
 
@@ -359,6 +366,48 @@ int broker_delete(broker_t *b, const char *id);
  * deadline; finished newest first. Cursors stay valid under concurrent inserts. */
 int broker_list(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
                 job_list_t *out);
+
+/* What a filtered listing (and a bulk action) keeps; a zeroed filter keeps all. */
+#define LIST_FILTER_ERROR_MAX 256
+typedef struct list_filter_s {
+    bool desc;          /* the reverse of the state's natural order (broker_list's) */
+    const char *type;   /* only jobs of this type (exact); NULL or "": any */
+    const char *error;  /* only jobs one of whose errors holds this text, ignoring
+                           ASCII case; NULL or "": any */
+    const char *worker; /* only active jobs leased to this worker id; NULL or "": any */
+} list_filter_t;
+
+/* Entries one listing call examines at most, matching or not (tombstones too):
+ * every page costs the backend about the same, however rare the filter is. */
+#define LIST_SCAN_MAX 2000
+
+/*
+ * broker_list with a filter and an order. One call examines at most LIST_SCAN_MAX
+ * entries, so with a filter a page may hold fewer than `limit` jobs, even none,
+ * while next_cursor is not NULL: keep paging until it is. The cursor names where
+ * the walk stopped, so the next call goes on from there. A worker filter is for
+ * the active state only (HP_EINVAL otherwise).
+ */
+int broker_list_filtered(broker_t *b, const char *queue, job_state_t state,
+                         const list_filter_t *filter, const char *cursor, size_t limit,
+                         job_list_t *out);
+
+typedef enum { BULK_RETRY, BULK_DELETE } bulk_action_t;
+
+/* Entries one bulk step examines at most (one script call each). */
+#define BULK_SCAN_MAX 1000
+
+/*
+ * Retries (dead, failed, canceled: else HP_ESTATE) or deletes (not active: else
+ * HP_ESTATE) every job of `state` in `queue` that the filter keeps (its order and
+ * worker are not used: a worker filter is HP_EINVAL). Walks the state in steps of
+ * BULK_SCAN_MAX entries, each one atomic script call, so the backend never stalls;
+ * jobs that arrive in the state meanwhile may or may not be included. *matched
+ * counts the jobs the filter kept, *done those retried or deleted (both may be
+ * NULL). On an error midway the steps done stay done and the counts say so.
+ */
+int broker_bulk(broker_t *b, const char *queue, job_state_t state, bulk_action_t action,
+                const list_filter_t *filter, int64_t *matched, int64_t *done);
 
 /* ---- Queues ---- */
 
@@ -393,6 +442,10 @@ typedef struct queue_stats_s {
      * (not cumulative), the last slot those longer than every bound. */
     int64_t runtime_count[QUEUE_RUNTIME_NBUCKETS + 1];
     int64_t runtime_sum_ms;
+    /* When the job waiting longest became waiting (created, promoted, retried or
+     * given back), Unix ms; 0 when nothing waits. Read from the head of each
+     * priority's list: cheap, whatever the queue's length. */
+    int64_t oldest_waiting_ms;
 } queue_stats_t;
 
 int broker_queue_configure(broker_t *b, const char *queue, const queue_conf_t *conf);
@@ -405,6 +458,41 @@ void broker_queues_free(char **names, size_t n);
 /* Removes every job of `queue` in `state` (not ACTIVE: HP_ESTATE), in steps of a
  * few thousand so Redis never stalls; *removed (may be NULL) counts them. */
 int broker_purge(broker_t *b, const char *queue, job_state_t state, int64_t *removed);
+
+/* ---- Throughput ----
+ * Finished attempts per queue and second, counted by the ack and fail steps
+ * themselves and kept for about two hours. */
+#define THROUGHPUT_SECONDS 3600
+#define THROUGHPUT_MINUTES 60
+
+typedef struct throughput_s {
+    int64_t now_ms;       /* the backend's clock when read */
+    int64_t second_start; /* Unix s of per-second slot 0: the last hour, oldest first */
+    int64_t minute_start; /* Unix s of per-minute slot 0: the last 60 minutes */
+    /* processed: attempts finished (succeeded or failed); failed: failed attempts
+     * (retried or not, lease expiries included). The last slot is the current,
+     * partial second or minute. */
+    int64_t processed_per_second[THROUGHPUT_SECONDS];
+    int64_t failed_per_second[THROUGHPUT_SECONDS];
+    int64_t processed_per_minute[THROUGHPUT_MINUTES];
+    int64_t failed_per_minute[THROUGHPUT_MINUTES];
+} throughput_t;
+
+/* The last hour of one queue, or of every queue when `queue` is NULL. */
+int broker_throughput(broker_t *b, const char *queue, throughput_t *out);
+
+/* ---- Backend health ---- */
+typedef struct broker_info_s {
+    char backend[16];          /* "redis" */
+    char version[32];          /* the server's version */
+    int64_t uptime_s;          /* since the server started */
+    int64_t used_memory;       /* bytes */
+    int64_t maxmemory;         /* bytes; 0: no limit */
+    char maxmemory_policy[32]; /* "" when the server does not say */
+    int64_t connected_clients;
+} broker_info_t;
+
+int broker_info(broker_t *b, broker_info_t *out);
 
 /* Promotes due jobs, recovers expired leases and trims finished jobs by age, for
  * one queue. *next_due_ms (may be NULL) is when something next comes due, or 0.

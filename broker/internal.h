@@ -59,10 +59,15 @@ typedef struct broker_ops_s {
     int (*get_many)(broker_t *b, const char *const *ulids, const char *const *queues, size_t n,
                     job_t **jobs, int *errs);
     int (*cancel)(broker_t *b, const char *ulid, const char *queue, job_state_t *state);
-    int (*retry)(broker_t *b, const char *ulid, const char *queue);
+    /* payload NULL: the stored one stays. */
+    int (*retry)(broker_t *b, const char *ulid, const char *queue, const char *payload,
+                 size_t payload_len);
     int (*delete)(broker_t *b, const char *ulid, const char *queue);
-    int (*list)(broker_t *b, const char *queue, job_state_t state, const char *cursor, size_t limit,
-                job_list_t *out);
+    /* filter is never NULL; its strings are "" when unused. */
+    int (*list)(broker_t *b, const char *queue, job_state_t state, const list_filter_t *filter,
+                const char *cursor, size_t limit, job_list_t *out);
+    int (*bulk)(broker_t *b, const char *queue, job_state_t state, bulk_action_t action,
+                const list_filter_t *filter, int64_t *matched, int64_t *done);
     int (*queue_configure)(broker_t *b, const char *queue, const queue_conf_t *conf);
     int (*queue_pause)(broker_t *b, const char *queue, bool paused);
     int (*queue_stats)(broker_t *b, const char *queue, queue_stats_t *out);
@@ -70,6 +75,9 @@ typedef struct broker_ops_s {
     int (*maintain)(broker_t *b, const char *queue, int64_t *next_due_ms);
     /* Removes every job of a non-active state, in steps that never stall the backend. */
     int (*purge)(broker_t *b, const char *queue, job_state_t state, int64_t *removed);
+    /* Sums the queues' counts into *out (zeroed by the caller). */
+    int (*throughput)(broker_t *b, const char *const *queues, size_t n, throughput_t *out);
+    int (*info)(broker_t *b, broker_info_t *out);
     /* 1 with *json (hp_free), 0 on timeout, or an error (the subscription is gone). */
     int (*events_next)(broker_t *b, int64_t timeout_ms, char **json);
     /* Token records, stored by id; the backend never sees a secret. store sets

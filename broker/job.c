@@ -9,6 +9,7 @@
  *   to timeout_ms  ex expires_at  uk unique key  tg tags  ra run_at  a attempts
  *   st started  fa finished  wk worker  cr cancel requested  er [[at, attempt, msg]...]
  *   sc schedule that fired it  sk that schedule's tick (Unix ms)
+ *   wa waiting since (set by every move to waiting but an enqueue's)
  * The payload stays the producer's own text: it is checked to be JSON here and then
  * never re-encoded, so no digit of a big number is ever rounded away.
  */

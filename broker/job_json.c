@@ -379,6 +379,33 @@ void job_spec_set_idempotency(job_spec_json_t *js, const char *token, const char
     js->spec.request_hash = js->request_hash;
 }
 
+int job_payload_from_json(const char *text, size_t len, char **payload, char *err, size_t errlen)
+{
+    *payload = NULL;
+    json_t *doc = load(text, len, err, errlen);
+    if (!doc)
+        return HP_EINVAL;
+    json_t *value = json_object_get(doc, "payload");
+    if (!json_is_object(doc) || !value || json_object_size(doc) != 1) {
+        snprintf(err, errlen,
+                 "expected {\"payload\": <any JSON value>}, the new payload and no "
+                 "other field");
+        json_decref(doc);
+        return HP_EINVAL;
+    }
+    const char *span;
+    size_t span_len;
+    if (member_span(text, text + len, "payload", &span, &span_len)) {
+        *payload = hp_strndup(span, span_len);
+    } else { /* an escaped key: fall back to jansson's rendering */
+        char *dumped = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        *payload = hp_strdup(dumped);
+        free(dumped);
+    }
+    json_decref(doc);
+    return 0;
+}
+
 void job_spec_json_cleanup(job_spec_json_t *js)
 {
     if (js->doc)

@@ -18,6 +18,8 @@
  *   hopper:{q}:prog, :logs        hash ulid -> "<percent>|<message>"; ulid -> JSON lines
  *   hopper:{q}:i:<key>            idempotency key -> "<request hash>|<job id>", 24 h TTL
  *   hopper:{q}:rt                 hash run-time bucket index (0-12) -> count, "sum" -> ms
+ *   hopper:{q}:tp:<minute>        hash "s<sec>"/"f<sec>" -> attempts that succeeded/failed in
+ *                                 that second of that Unix minute; expires after 2 h
  *   hopper:{q}:schedule:<name>    hash: a schedule whose template enqueues to q (cron,
  *                                 tz, job, paused, misfire, overlap, jitter_ms,
  *                                 next_fire_ms, last_fire_ms, last_job_id, created_ms,
@@ -67,7 +69,8 @@
     XX(RATE, rate)                                                                                 \
     XX(SCHEDULE_PUT, schedule_put)                                                                 \
     XX(SCHEDULE_PAUSE, schedule_pause)                                                             \
-    XX(SCHEDULE_FIRE, schedule_fire)
+    XX(SCHEDULE_FIRE, schedule_fire)                                                               \
+    XX(THROUGHPUT, throughput)
 
 typedef enum {
 #define XX(id, file) SCRIPT_##id,

@@ -72,6 +72,19 @@ static int eval1(broker_t *b, redis_script_id_t script, const char *queue, int n
     return err;
 }
 
+/* Runs one command whose reply the caller checks and frees. */
+static int command(broker_t *b, redisReply **r, int argc, const char **argv)
+{
+    int err = broker__rconn_command(conn_of(b), b, r, argc, argv, NULL);
+    if (!err)
+        err = broker__redis_reply_err(b, *r);
+    if (err && *r) {
+        freeReplyObject(*r);
+        *r = NULL;
+    }
+    return err;
+}
+
 /* ---- Opening ---- */
 
 static int check_schema(broker_t *b)
@@ -785,9 +798,21 @@ static int redis_cancel(broker_t *b, const char *ulid, const char *queue, job_st
     return simple_job_call(b, SCRIPT_CANCEL, ulid, queue, state);
 }
 
-static int redis_retry(broker_t *b, const char *ulid, const char *queue)
+static int redis_retry(broker_t *b, const char *ulid, const char *queue, const char *payload,
+                       size_t payload_len)
 {
-    return simple_job_call(b, SCRIPT_RETRY, ulid, queue, NULL);
+    if (!payload)
+        return simple_job_call(b, SCRIPT_RETRY, ulid, queue, NULL);
+    const char *args[] = {ulid, "1", payload};
+    size_t lens[] = {strlen(ulid), 1, payload_len};
+    redisReply *r = NULL;
+    int err = eval1(b, SCRIPT_RETRY, queue, 3, args, lens, &r);
+    if (err)
+        return err;
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+        err = unexpected(b, "retry");
+    freeReplyObject(r);
+    return err;
 }
 
 static int redis_delete(broker_t *b, const char *ulid, const char *queue)
@@ -795,14 +820,32 @@ static int redis_delete(broker_t *b, const char *ulid, const char *queue)
     return simple_job_call(b, SCRIPT_DELETE, ulid, queue, NULL);
 }
 
-static int redis_list(broker_t *b, const char *queue, job_state_t state, const char *cursor,
-                      size_t limit, job_list_t *out)
+/* One call of list.lua: a page (action "") or a bulk step. */
+static int list_call(broker_t *b, const char *queue, job_state_t state, const list_filter_t *f,
+                     const char *cursor, size_t limit, size_t scan, const char *action,
+                     redisReply **r)
 {
-    char slimit[24];
+    char slimit[24], sscan[24];
     snprintf(slimit, sizeof(slimit), "%zu", limit);
+    snprintf(sscan, sizeof(sscan), "%zu", scan);
+    const char *args[] = {job_state_name(state),
+                          cursor,
+                          slimit,
+                          f->desc ? "desc" : "asc",
+                          f->type,
+                          f->error,
+                          f->worker,
+                          sscan,
+                          action};
+    return eval1(b, SCRIPT_LIST, queue, 9, args, NULL, r);
+}
+
+static int redis_list(broker_t *b, const char *queue, job_state_t state,
+                      const list_filter_t *filter, const char *cursor, size_t limit,
+                      job_list_t *out)
+{
     redisReply *r = NULL;
-    int err = eval1(b, SCRIPT_LIST, queue, 3,
-                    (const char *[]){job_state_name(state), cursor, slimit}, NULL, &r);
+    int err = list_call(b, queue, state, filter, cursor, limit, LIST_SCAN_MAX, "", &r);
     if (err)
         return err;
     if (!reply_is(r, REDIS_REPLY_ARRAY, 2) || r->element[1]->type != REDIS_REPLY_ARRAY)
@@ -814,6 +857,32 @@ static int redis_list(broker_t *b, const char *queue, job_state_t state, const c
     freeReplyObject(r);
     if (err)
         job_list_cleanup(out);
+    return err;
+}
+
+static int redis_bulk(broker_t *b, const char *queue, job_state_t state, bulk_action_t action,
+                      const list_filter_t *filter, int64_t *matched, int64_t *done)
+{
+    char *cursor = hp_strdup("");
+    int err = 0;
+    do {
+        redisReply *r = NULL;
+        err = list_call(b, queue, state, filter, cursor, 1, BULK_SCAN_MAX,
+                        action == BULK_RETRY ? "retry" : "delete", &r);
+        if (err)
+            break;
+        if (!reply_is(r, REDIS_REPLY_ARRAY, 3) || r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            err = unexpected(b, "bulk");
+            break;
+        }
+        *matched += reply_i64(r->element[1]);
+        *done += reply_i64(r->element[2]);
+        hp_free(cursor);
+        cursor = hp_strndup(r->element[0]->str, r->element[0]->len);
+        freeReplyObject(r);
+    } while (cursor[0]);
+    hp_free(cursor);
     return err;
 }
 
@@ -1000,11 +1069,19 @@ static int redis_queue_stats(broker_t *b, const char *queue, queue_stats_t *out)
     int err = eval1(b, SCRIPT_STATS, queue, 0, NULL, NULL, &r);
     if (err)
         return err;
-    if (!reply_is(r, REDIS_REPLY_ARRAY, 3)) {
+    if (!reply_is(r, REDIS_REPLY_ARRAY, 4)) {
         freeReplyObject(r);
         return unexpected(b, "stats");
     }
     const redisReply *counts = r->element[0], *conf = r->element[1], *rt = r->element[2];
+    const redisReply *heads = r->element[3];
+    for (size_t i = 0; i + 1 < heads->elements; i += 2) {
+        /* Waiting since the time the record says, else since the job was made. */
+        int64_t since = heads->element[i + 1]->len ? reply_i64(heads->element[i + 1])
+                                                   : hp_ulid_time_ms(heads->element[i]->str);
+        if (since > 0 && (out->oldest_waiting_ms == 0 || since < out->oldest_waiting_ms))
+            out->oldest_waiting_ms = since;
+    }
     for (size_t i = 0; i + 1 < rt->elements; i += 2) {
         const char *k = rt->element[i]->str;
         char *end;
@@ -1104,6 +1181,134 @@ static int redis_purge(broker_t *b, const char *queue, job_state_t state, int64_
     }
 }
 
+/* ---- Throughput ---- */
+
+/* Adds one queue's minutes (throughput.lua's reply) into out, whose window is set. */
+static void add_throughput(const redisReply *r, throughput_t *out)
+{
+    int64_t first_minute = reply_i64(r->element[1]);
+    const redisReply *minutes = r->element[2];
+    int64_t minute_start = out->minute_start / 60;
+    for (size_t m = 0; m < minutes->elements; m++) {
+        const redisReply *h = minutes->element[m];
+        int64_t minute = first_minute + (int64_t)m;
+        for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+            const char *field = h->element[i]->str;
+            bool failed = field[0] == 'f';
+            if (field[0] != 's' && !failed)
+                continue;
+            int64_t n = reply_i64(h->element[i + 1]);
+            int64_t sec = minute * 60 + strtoll(field + 1, NULL, 10);
+            int64_t si = sec - out->second_start, mi = minute - minute_start;
+            if (si >= 0 && si < THROUGHPUT_SECONDS) {
+                out->processed_per_second[si] += n;
+                if (failed)
+                    out->failed_per_second[si] += n;
+            }
+            if (mi >= 0 && mi < THROUGHPUT_MINUTES) {
+                out->processed_per_minute[mi] += n;
+                if (failed)
+                    out->failed_per_minute[mi] += n;
+            }
+        }
+    }
+}
+
+/* Sets the window ending in the second of now_ms. */
+static void throughput_window(throughput_t *out, int64_t now_ms)
+{
+    int64_t now_s = now_ms / 1000;
+    out->now_ms = now_ms;
+    out->second_start = now_s - (THROUGHPUT_SECONDS - 1);
+    out->minute_start = (now_s / 60 - (THROUGHPUT_MINUTES - 1)) * 60;
+}
+
+static int redis_throughput(broker_t *b, const char *const *queues, size_t n, throughput_t *out)
+{
+    if (n == 0) { /* no queue: zeros, on the backend's clock */
+        redisReply *r = NULL;
+        int err = command(b, &r, 1, (const char *[]){"TIME"});
+        if (err)
+            return err;
+        if (reply_is(r, REDIS_REPLY_ARRAY, 2))
+            throughput_window(out,
+                              reply_i64(r->element[0]) * 1000 + reply_i64(r->element[1]) / 1000);
+        else
+            err = unexpected(b, "TIME");
+        freeReplyObject(r);
+        return err;
+    }
+    /* The hour of seconds starts in the minute before the last 60. */
+    char span[24];
+    snprintf(span, sizeof(span), "%d", THROUGHPUT_MINUTES);
+    const char *args[] = {span};
+    reval_t *calls = hp_calloc(n, sizeof(*calls));
+    redisReply **replies = hp_calloc(n, sizeof(*replies));
+    for (size_t i = 0; i < n; i++)
+        calls[i] = (reval_t){.queue = queues[i], .nargs = 1, .args = args};
+    int err = broker__redis_eval(conn_of(b), b, SCRIPT_THROUGHPUT, calls, n, replies);
+    for (size_t i = 0; !err && i < n; i++) {
+        const redisReply *r = replies[i];
+        err = broker__redis_reply_err(b, r);
+        if (!err &&
+            (!reply_is(r, REDIS_REPLY_ARRAY, 3) || r->element[2]->type != REDIS_REPLY_ARRAY))
+            err = unexpected(b, "throughput");
+        if (!err && i == 0)
+            throughput_window(out, reply_i64(r->element[0]));
+        if (!err)
+            add_throughput(r, out);
+    }
+    free_replies(replies, n);
+    hp_free(replies);
+    hp_free(calls);
+    return err;
+}
+
+/* ---- Health ---- */
+
+/* The value of "name:" in INFO text, copied into out; false when absent. */
+static bool info_field(const char *text, const char *name, char *out, size_t len)
+{
+    size_t nlen = strlen(name);
+    const char *line = text;
+    while (line) {
+        if (strncmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            snprintf(out, len, "%.*s", (int)strcspn(v, "\r\n"), v);
+            return true;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    return false;
+}
+
+static int64_t info_i64(const char *text, const char *name)
+{
+    char v[64];
+    return info_field(text, name, v, sizeof(v)) ? strtoll(v, NULL, 10) : 0;
+}
+
+static int redis_info(broker_t *b, broker_info_t *out)
+{
+    redisReply *r = NULL;
+    int err = command(b, &r, 1, (const char *[]){"INFO"});
+    if (err)
+        return err;
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return unexpected(b, "INFO");
+    }
+    info_field(r->str, "redis_version", out->version, sizeof(out->version));
+    info_field(r->str, "maxmemory_policy", out->maxmemory_policy, sizeof(out->maxmemory_policy));
+    out->uptime_s = info_i64(r->str, "uptime_in_seconds");
+    out->used_memory = info_i64(r->str, "used_memory");
+    out->maxmemory = info_i64(r->str, "maxmemory");
+    out->connected_clients = info_i64(r->str, "connected_clients");
+    freeReplyObject(r);
+    return 0;
+}
+
 /* ---- Events ---- */
 
 #define EVENTS_CHANNEL "hopper:events"
@@ -1118,19 +1323,6 @@ static int redis_events_next(broker_t *b, int64_t timeout_ms, char **json)
 /* ---- Tokens ---- */
 
 #define TOKENS_KEY "hopper:tokens"
-
-/* Runs one command whose reply the caller checks and frees. */
-static int command(broker_t *b, redisReply **r, int argc, const char **argv)
-{
-    int err = broker__rconn_command(conn_of(b), b, r, argc, argv, NULL);
-    if (!err)
-        err = broker__redis_reply_err(b, *r);
-    if (err && *r) {
-        freeReplyObject(*r);
-        *r = NULL;
-    }
-    return err;
-}
 
 static int redis_token_store(broker_t *b, const char *id, const char *record, bool *stored)
 {
@@ -1243,6 +1435,9 @@ static const broker_ops_t redis_ops = {
     .queues = redis_queues,
     .maintain = redis_maintain,
     .purge = redis_purge,
+    .bulk = redis_bulk,
+    .throughput = redis_throughput,
+    .info = redis_info,
     .events_next = redis_events_next,
     .token_store = redis_token_store,
     .token_load = redis_token_load,

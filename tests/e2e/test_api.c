@@ -1010,6 +1010,296 @@ static void test_purge_dead(void **state)
     expect_problem(R, 400, "state");
 }
 
+/* GET /v1/jobs with order, type, error and worker; each bad one is a 400 naming it. */
+static void test_list_filters_and_order(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("lf");
+    char ids[6][128], path[1024];
+    for (int i = 0; i < 6; i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"queue\":\"%s\",\"type\":\"%s\",\"payload\":%d,\"max_attempts\":1}", q,
+                 i % 2 ? "pdf.render" : "email.send", i);
+        POST("/v1/jobs", body);
+        expect_status(R, 201);
+        body_string(R, "id", ids[i], sizeof(ids[i]));
+    }
+    /* newest first */
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&order=desc&limit=4", q);
+    GET(path);
+    expect_status(R, 200);
+    json_t *doc = body_json(R);
+    json_t *jobs = json_object_get(doc, "jobs");
+    assert_int_equal(json_array_size(jobs), 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, i), "id")),
+                            ids[5 - i]);
+    assert_true(json_is_string(json_object_get(doc, "next_cursor")));
+    json_decref(doc);
+    /* a type */
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&type=pdf.render&order=asc", q);
+    GET(path);
+    doc = body_json(R);
+    jobs = json_object_get(doc, "jobs");
+    assert_int_equal(json_array_size(jobs), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), ids[1]);
+    assert_true(json_is_null(json_object_get(doc, "next_cursor")));
+    json_decref(doc);
+    /* errors: two jobs fail, one with a message in mixed case */
+    job_list_t got = {0};
+    assert_int_equal(broker_reserve(B, q, 2, 30000, "e2e-worker:7", &got), 0);
+    assert_int_equal(broker_fail(B, got.jobs[0]->id, got.jobs[0]->lease_token,
+                                 "SMTP 421: Try Again Later", true, NULL, NULL),
+                     0);
+    assert_int_equal(
+        broker_fail(B, got.jobs[1]->id, got.jobs[1]->lease_token, "bad pdf", true, NULL, NULL), 0);
+    job_list_cleanup(&got);
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&state=dead&error=try%%20again", q);
+    GET(path);
+    doc = body_json(R);
+    jobs = json_object_get(doc, "jobs");
+    assert_int_equal(json_array_size(jobs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), ids[0]);
+    json_decref(doc);
+    /* a worker: with no state, active jobs are listed */
+    assert_int_equal(broker_reserve(B, q, 1, 30000, "e2e-worker:7", &got), 0);
+    job_list_cleanup(&got);
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&worker=e2e-worker:7", q);
+    GET(path);
+    expect_status(R, 200);
+    doc = body_json(R);
+    jobs = json_object_get(doc, "jobs");
+    assert_int_equal(json_array_size(jobs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), ids[2]);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "state")),
+                        "active");
+    json_decref(doc);
+
+    /* bad input */
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&order=newest", q);
+    GET(path);
+    expect_problem(R, 400, "order");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&order=", q);
+    GET(path);
+    expect_problem(R, 400, "order");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&state=waiting&worker=w1", q);
+    GET(path);
+    expect_problem(R, 400, "worker");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&state=active&worker=a%%7Cb", q);
+    GET(path);
+    expect_problem(R, 400, "worker");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&type=has%%20space", q);
+    GET(path);
+    expect_problem(R, 400, "type");
+    char long_text[400];
+    memset(long_text, 'e', 300);
+    long_text[300] = '\0';
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&error=%s", q, long_text);
+    GET(path);
+    expect_problem(R, 400, "error");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&cursor=%s", q, long_text);
+    GET(path);
+    expect_problem(R, 400, "cursor");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&state=dead&cursor=0:ABC", q);
+    GET(path);
+    expect_problem(R, 400, "cursor");
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&cursor=-1:ABC", q);
+    GET(path);
+    expect_problem(R, 400, "cursor");
+}
+
+/* POST /v1/queues/{queue}/bulk, and its refusals naming the field. */
+static void test_bulk(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("bulk");
+    make_dead(q, 4);
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/queues/%s/bulk", q);
+    POST(path, "{\"action\":\"retry\",\"state\":\"dead\",\"error\":\"BOOM\"}");
+    expect_status(R, 200);
+    json_t *doc = body_json(R);
+    assert_int_equal(jnum(json_object_get(doc, "matched")), 4);
+    assert_int_equal(jnum(json_object_get(doc, "done")), 4);
+    assert_string_equal(json_string_value(json_object_get(doc, "action")), "retry");
+    json_decref(doc);
+    assert_int_equal(queue_count(q, "dead"), 0);
+    assert_int_equal(queue_count(q, "waiting"), 4);
+    POST(path, "{\"action\":\"delete\",\"state\":\"waiting\",\"type\":\"other\"}");
+    expect_status(R, 200);
+    doc = body_json(R);
+    assert_int_equal(jnum(json_object_get(doc, "matched")), 0);
+    json_decref(doc);
+    POST(path, "{\"action\":\"delete\",\"state\":\"waiting\",\"type\":\"t\"}");
+    expect_status(R, 200);
+    doc = body_json(R);
+    assert_int_equal(jnum(json_object_get(doc, "done")), 4);
+    json_decref(doc);
+    assert_int_equal(queue_count(q, "waiting"), 0);
+
+    POST(path, "{\"action\":\"explode\",\"state\":\"dead\"}");
+    expect_problem(R, 400, "action");
+    POST(path, "{\"state\":\"dead\"}");
+    expect_problem(R, 400, "action");
+    POST(path, "{\"action\":\"retry\",\"state\":\"dying\"}");
+    expect_problem(R, 400, "state");
+    POST(path, "{\"action\":\"retry\",\"state\":7}");
+    expect_problem(R, 400, "state");
+    POST(path, "{\"action\":\"retry\",\"state\":\"dead\",\"type\":1}");
+    expect_problem(R, 400, "type");
+    POST(path, "{\"action\":\"retry\",\"state\":\"dead\",\"everything\":true}");
+    expect_problem(R, 400, "everything");
+    POST(path, "[\"retry\"]");
+    expect_problem(R, 400, "action");
+    POST(path, NULL);
+    expect_problem(R, 400, "action");
+    POST(path, "{\"action\":\"retry\",\"state\":\"waiting\"}");
+    expect_problem(R, 422, "state");
+    POST(path, "{\"action\":\"delete\",\"state\":\"active\"}");
+    expect_problem(R, 422, "state");
+    http(S.port, "POST", path, "Content-Type: text/plain\r\n",
+         "{\"action\":\"delete\",\"state\":\"dead\"}");
+    expect_problem(R, 415, NULL);
+    POST("/v1/queues/bad%21queue/bulk", "{\"action\":\"delete\",\"state\":\"dead\"}");
+    expect_problem(R, 404, NULL);
+}
+
+/* POST /v1/jobs/{id}/retry with {"payload": ...}: stored byte for byte. */
+static void test_retry_with_payload(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("rp");
+    make_dead(q, 1);
+    char path[160], id[128];
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&state=dead", q);
+    GET(path);
+    json_t *doc = body_json(R);
+    snprintf(
+        id, sizeof(id), "%s",
+        json_string_value(json_object_get(json_array_get(json_object_get(doc, "jobs"), 0), "id")));
+    json_decref(doc);
+    const char *payload = "{\"amount\": 0.10, \"big\": 123456789012345678901234567890,\n"
+                          " \"s\": \"caf\xc3\xa9 \\u00e9\"}";
+    char body[512];
+    snprintf(body, sizeof(body), "{ \"payload\" : %s }", payload);
+    POST(job_path(id, "/retry"), body);
+    expect_status(R, 200);
+    GET(job_path(id, NULL));
+    expect_status(R, 200);
+    expect_body_has(R, payload);
+    expect_body_has(R, "\"state\":\"waiting\"");
+
+    /* not retryable now; bodies that are not {"payload": ...} */
+    POST(job_path(id, "/retry"), "{\"payload\":1}");
+    expect_problem(R, 409, NULL);
+    const char *bad[] = {"{\"payload\":1,\"queue\":\"x\"}", "[1]", "{}", "{\"payload\":", "7"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        POST(job_path(id, "/retry"), bad[i]);
+        expect_problem(R, 400, NULL);
+    }
+    http(S.port, "POST", job_path(id, "/retry"), "Content-Type: text/plain\r\n", "{\"payload\":1}");
+    expect_problem(R, 415, NULL);
+    /* the body limit applies */
+    size_t big = MAX_BODY + 1024;
+    char *huge = malloc(big + 32);
+    int n = snprintf(huge, big + 32, "{\"payload\":\"");
+    memset(huge + n, 'x', big);
+    strcpy(huge + n + big, "\"}");
+    http(S.port, "POST", job_path(id, "/retry"), NULL, huge);
+    expect_status(R, 413);
+    free(huge);
+    GET(job_path(id, NULL));
+    expect_body_has(R, payload);
+}
+
+/* oldest_waiting_at/age_ms on the queues, GET /v1/broker, GET /v1/stats/throughput. */
+static void test_queue_age_broker_throughput(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("age");
+    char id[128], path[256];
+    enqueue(q, NULL, id, sizeof(id));
+    snprintf(path, sizeof(path), "/v1/queues/%s", q);
+    GET(path);
+    expect_status(R, 200);
+    json_t *doc = body_json(R);
+    const char *at = json_string_value(json_object_get(doc, "oldest_waiting_at"));
+    json_t *age = json_object_get(doc, "oldest_waiting_age_ms");
+    assert_non_null(at);
+    int64_t at_ms = 0;
+    assert_int_equal(hp_parse_rfc3339_ms(at, &at_ms), 0);
+    char ulid[HP_ULID_LEN + 1], qn[JOB_QUEUE_NAME_MAX + 1];
+    assert_true(job_id_parse(id, ulid, qn));
+    assert_int_equal(at_ms, hp_ulid_time_ms(ulid));
+    assert_true(json_is_number(age) && jnum(age) >= 0);
+    json_decref(doc);
+    /* nothing waiting: null and null */
+    job_list_t got = {0};
+    assert_int_equal(broker_reserve(B, q, 1, 30000, "w", &got), 0);
+    assert_int_equal(broker_ack(B, got.jobs[0]->id, got.jobs[0]->lease_token, NULL, 0), 0);
+    job_list_cleanup(&got);
+    GET(path);
+    doc = body_json(R);
+    assert_true(json_is_null(json_object_get(doc, "oldest_waiting_at")));
+    assert_true(json_is_null(json_object_get(doc, "oldest_waiting_age_ms")));
+    json_decref(doc);
+    GET("/v1/queues");
+    expect_body_has(R, "\"oldest_waiting_age_ms\"");
+
+    GET("/v1/broker");
+    expect_status(R, 200);
+    doc = body_json(R);
+    assert_string_equal(json_string_value(json_object_get(doc, "backend")), "redis");
+    assert_true(json_is_true(json_object_get(doc, "ok")));
+    assert_non_null(json_string_value(json_object_get(doc, "version")));
+    assert_string_equal(json_string_value(json_object_get(doc, "maxmemory_policy")), "noeviction");
+    assert_int_equal(json_array_size(json_object_get(doc, "warnings")), 0);
+    assert_true(jnum(json_object_get(doc, "used_memory")) > 0);
+    json_decref(doc);
+    /* an evicting policy is a warning */
+    test_redis_int(&RD, "CONFIG SET maxmemory-policy allkeys-lru");
+    GET("/v1/broker");
+    expect_status(R, 200);
+    doc = body_json(R);
+    const char *w = json_string_value(json_array_get(json_object_get(doc, "warnings"), 0));
+    assert_non_null(w);
+    assert_non_null(strstr(w, "allkeys-lru"));
+    json_decref(doc);
+    test_redis_int(&RD, "CONFIG SET maxmemory-policy noeviction");
+
+    snprintf(path, sizeof(path), "/v1/stats/throughput?queue=%s", q);
+    GET(path);
+    expect_status(R, 200);
+    doc = body_json(R);
+    json_t *ps = json_object_get(doc, "per_second"), *pm = json_object_get(doc, "per_minute");
+    assert_int_equal(json_array_size(json_object_get(ps, "processed")), 3600);
+    assert_int_equal(json_array_size(json_object_get(ps, "failed")), 3600);
+    assert_int_equal(json_array_size(json_object_get(pm, "processed")), 60);
+    long long total = 0;
+    for (size_t i = 0; i < 3600; i++)
+        total += jnum(json_array_get(json_object_get(ps, "processed"), i));
+    assert_int_equal(total, 1);
+    total = 0;
+    for (size_t i = 0; i < 60; i++)
+        total += jnum(json_array_get(json_object_get(pm, "processed"), i));
+    assert_int_equal(total, 1);
+    int64_t now_ms = 0;
+    assert_int_equal(hp_parse_rfc3339_ms(json_string_value(json_object_get(doc, "now")), &now_ms),
+                     0);
+    assert_int_equal(jnum(json_object_get(ps, "start")), now_ms / 1000 - 3599);
+    assert_int_equal(jnum(json_object_get(pm, "start")) % 60, 0);
+    assert_string_equal(json_string_value(json_object_get(doc, "queue")), q);
+    json_decref(doc);
+    GET("/v1/stats/throughput");
+    expect_status(R, 200);
+    doc = body_json(R);
+    assert_true(json_is_null(json_object_get(doc, "queue")));
+    json_decref(doc);
+    GET("/v1/stats/throughput?queue=no%21such");
+    expect_problem(R, 400, "queue");
+}
+
 static void test_workers(void **state)
 {
     (void)state;
@@ -2231,6 +2521,20 @@ static void test_auth_scopes(void **state)
     expect_problem(R, 403, NULL);
     as(tok_read, "POST", "/v1/queues/email.x/pause", NULL);
     expect_problem(R, 403, NULL);
+    as(tok_read, "POST", "/v1/queues/email.x/bulk", "{\"action\":\"delete\",\"state\":\"dead\"}");
+    expect_problem(R, 403, NULL);
+    as(tok_read, "GET", "/v1/broker", NULL);
+    expect_status(R, 200);
+    as(tok_read, "GET", "/v1/stats/throughput", NULL);
+    expect_status(R, 200);
+    as(tok_submit, "GET", "/v1/stats/throughput?queue=email.x", NULL); /* its own queue */
+    expect_status(R, 200);
+    as(tok_submit, "GET", "/v1/stats/throughput", NULL); /* every queue: not its to read */
+    expect_problem(R, 403, NULL);
+    as(tok_submit, "GET", "/v1/broker", NULL);
+    expect_problem(R, 403, NULL);
+    as(tok_admin, "POST", "/v1/queues/pdf/bulk", "{\"action\":\"delete\",\"state\":\"dead\"}");
+    expect_status(R, 200);
 
     /* admin (a token, and HOPPER_ADMIN_TOKEN): */
     as(tok_admin, "POST", "/v1/jobs", pdf);
@@ -2566,6 +2870,10 @@ int main(void)
         cmocka_unit_test(test_retry_cancel_delete),
         cmocka_unit_test(test_queues_pause_resume),
         cmocka_unit_test(test_purge_dead),
+        cmocka_unit_test(test_list_filters_and_order),
+        cmocka_unit_test(test_bulk),
+        cmocka_unit_test(test_retry_with_payload),
+        cmocka_unit_test(test_queue_age_broker_throughput),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_idempotency_key),
         cmocka_unit_test(test_bad_input),

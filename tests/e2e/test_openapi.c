@@ -632,6 +632,12 @@ static void test_responses_match_schemas(void **state)
     snprintf(path, sizeof(path), "/v1/jobs/%s?wait=10ms", id);
     check_answer("get", path, "/v1/jobs/{id}", 200);
     check_answer("get", "/v1/workers", "/v1/workers", 200);
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&order=desc&type=t&error=x", queue);
+    check_answer("get", path, "/v1/jobs", 200);
+    check_answer("get", "/v1/broker", "/v1/broker", 200);
+    check_answer("get", "/v1/stats/throughput", "/v1/stats/throughput", 200);
+    snprintf(path, sizeof(path), "/v1/stats/throughput?queue=%s", queue);
+    check_answer("get", path, "/v1/stats/throughput", 200);
 
     /* Errors: problem+json, as documented for the route. */
     check_answer("get", "/v1/jobs/not-a-job", "/v1/jobs/{id}", 404);
@@ -639,6 +645,9 @@ static void test_responses_match_schemas(void **state)
     check_answer("get", path, "/v1/jobs/{id}", 400);
     check_answer("get", "/v1/jobs?state=waiting", "/v1/jobs", 400);
     check_answer("get", "/v1/queues/never-used-queue", "/v1/queues/{queue}", 404);
+    snprintf(path, sizeof(path), "/v1/jobs?queue=%s&order=up", queue);
+    check_answer("get", path, "/v1/jobs", 400);
+    check_answer("get", "/v1/stats/throughput?queue=no%20such", "/v1/stats/throughput", 400);
 
     /* The actions, and the queue's state after them. */
     snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
@@ -646,6 +655,29 @@ static void test_responses_match_schemas(void **state)
     check_answer("post", path, "/v1/jobs/{id}/cancel", 409);
     snprintf(path, sizeof(path), "/v1/jobs/%s/retry", id);
     check_answer("post", path, "/v1/jobs/{id}/retry", 200);
+    /* A retry with a new payload, and a bulk action that does not apply. */
+    snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+    check_answer("post", path, "/v1/jobs/{id}/cancel", 200);
+    snprintf(path, sizeof(path), "/v1/jobs/%s/retry", id);
+    static const char edited[] = "{\"payload\":[1,2]}";
+    http("POST", path, "application/json", edited, sizeof(edited) - 1, &r);
+    assert_int_equal(r.status, 200);
+    json_t *retried = body_json(&r);
+    check_required(response_schema("/v1/jobs/{id}/retry", "post", 200, "application/json"), retried,
+                   "POST /v1/jobs/{id}/retry with a payload");
+    json_decref(retried);
+    response_free(&r);
+    static const char not_here[] = "{\"action\":\"retry\",\"state\":\"waiting\"}";
+    snprintf(path, sizeof(path), "/v1/queues/%s/bulk", queue);
+    http("POST", path, "application/json", not_here, sizeof(not_here) - 1, &r);
+    assert_int_equal(r.status, 422);
+    assert_string_equal(r.content_type, "application/problem+json");
+    json_t *problem = body_json(&r);
+    check_required(
+        response_schema("/v1/queues/{queue}/bulk", "post", 422, "application/problem+json"),
+        problem, "POST /v1/queues/{queue}/bulk 422");
+    json_decref(problem);
+    response_free(&r);
     snprintf(path, sizeof(path), "/v1/jobs/%s", id);
     check_answer("delete", path, "/v1/jobs/{id}", 200);
     check_answer("delete", path, "/v1/jobs/{id}", 404);

@@ -50,6 +50,7 @@ local function main()
     count('active', -k)
     count('succeeded', k)
     count('total:succeeded', k)
+    TP_SUCCEEDED = TP_SUCCEEDED + k
     TOUCHED.succeeded = true
   end
   return out

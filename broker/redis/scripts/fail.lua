@@ -11,6 +11,7 @@ local function main()
   redis.call('HDEL', K_LEASE, ulid)
   add_error(meta, msg)
   count('total:failed', 1)
+  TP_FAILED = TP_FAILED + 1
   if meta.cr then
     finish(ulid, meta, payload, 'active', 'canceled')
     publish_meta('canceled', ulid, meta, msg, runtime)

@@ -111,6 +111,10 @@ local function notify()
 end
 
 -- Waiting jobs sit in one list per priority, FIFO; K_PRIOS holds the levels in use.
+-- Every move to waiting but an enqueue's sets meta.wa (waiting since), before the
+-- record is stored, so the head of a list tells how long it has waited: pushes go
+-- to the tail at NOW, so times only grow along a list (an enqueued job's is its
+-- id's time). stats.lua reads it.
 local function push_waiting(ulid, prio)
   prio = prio or 0
   redis.call('RPUSH', P .. 'w:' .. prio, ulid)
@@ -194,6 +198,15 @@ local function record_runtime(ms)
   RT_SUM = RT_SUM + ms
 end
 
+-- ---- Throughput ----
+-- Finished attempts per second, per queue: hash P .. 'tp:' .. <Unix minute> with
+-- fields 's<second of that minute>' (attempts that succeeded) and 'f<second>'
+-- (attempts that failed, retried or not). Counted per call here; the epilogue adds
+-- them with one HINCRBY per field used and gives the hash a TTL of TP_TTL_S when
+-- it creates a field, so a minute's hash is gone two hours later.
+local TP_SUCCEEDED, TP_FAILED = 0, 0
+local TP_TTL_S = 7200
+
 -- A lease hash value is "<token>|<started ms>|<worker>", then "|c" once cancel is
 -- asked. Worker names never hold '|' or '"' (broker.c checks them).
 local function lease_value(token, started, worker)
@@ -276,6 +289,7 @@ local function promote_due(limit)
       if meta then
         meta.s = 'waiting'
         meta.ra, meta.st, meta.wk = nil, nil, nil -- a waiting record has no run
+        meta.wa = NOW
         store(ulid, meta, payload)
         push_waiting(ulid, meta.p)
         move_count(from, 'waiting')
@@ -303,6 +317,7 @@ local function recover_leases(limit)
       keep_run(meta, held)
       add_error(meta, why)
       count('total:failed', 1)
+      TP_FAILED = TP_FAILED + 1
       if meta.cr then
         finish(ulid, meta, payload, 'active', 'canceled')
         publish_meta('canceled', ulid, meta, why)
@@ -312,6 +327,7 @@ local function recover_leases(limit)
       else
         meta.s = 'waiting'
         meta.st, meta.wk = nil, nil
+        meta.wa = NOW
         store(ulid, meta, payload)
         push_waiting(ulid, meta.p)
         move_count('active', 'waiting')
@@ -321,6 +337,53 @@ local function recover_leases(limit)
     end
   end
   if requeued > 0 then notify() end
+end
+
+-- ---- Retry and delete by hand ----
+-- Shared by retry.lua and delete.lua (one job) and list.lua (bulk). Each returns
+-- nil when done, else an error reply.
+
+-- A dead, failed or canceled job back to waiting with a fresh set of attempts; its
+-- error history stays. `new_payload` (nil: keep) replaces the stored payload text.
+local function retry_job(ulid, new_payload)
+  local meta, payload = load(ulid)
+  if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
+  local s = meta.s
+  if s ~= 'dead' and s ~= 'failed' and s ~= 'canceled' then
+    return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is ' .. s
+      .. '; only dead, failed or canceled jobs can be retried')
+  end
+  redis.call('ZREM', ZSET_OF[s], ulid)
+  meta.s = 'waiting'
+  meta.a = nil
+  meta.fa = nil
+  meta.ra = nil
+  meta.cr = nil
+  meta.st, meta.wk = nil, nil -- a waiting record has no run
+  meta.wa = NOW
+  store(ulid, meta, new_payload or payload)
+  push_waiting(ulid, meta.p)
+  move_count(s, 'waiting')
+  notify()
+  publish_meta('retried', ulid, meta)
+  return nil
+end
+
+-- Removes a job that is not active. A waiting job's id stays in its list (a
+-- tombstone that reserve skips).
+local function delete_job(ulid)
+  local meta = load(ulid)
+  if not meta then return fail_with('ENOTFOUND', 'job ' .. ulid .. '-' .. Q .. ' not found') end
+  if meta.s == 'active' then
+    return fail_with('ESTATE', 'job ' .. ulid .. '-' .. Q .. ' is active; cancel it first')
+  end
+  if ZSET_OF[meta.s] then redis.call('ZREM', ZSET_OF[meta.s], ulid) end
+  for _, key_of_job in ipairs({K_JOBS, K_RES, K_PROG, K_LOGS}) do
+    redis.call('HDEL', key_of_job, ulid)
+  end
+  count(meta.s, -1)
+  publish('deleted', ulid, cjson.encode(meta.t or ''), '')
+  return nil
 end
 
 -- When something next comes due (a scheduled job, a retry, a lease), or 0.

@@ -14,6 +14,7 @@ local function main()
   meta.s = 'waiting'
   meta.a = math.max((meta.a or 1) - 1, 0)
   meta.st, meta.wk = nil, nil
+  meta.wa = NOW
   store(ulid, meta, payload)
   push_waiting(ulid, meta.p)
   move_count('active', 'waiting')

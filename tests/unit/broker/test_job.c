@@ -183,6 +183,38 @@ static void damaged_records_are_refused(void **state)
     }
 }
 
+/* A retry's body: the payload's own bytes, and nothing but {"payload": ...}. */
+static void retry_payload_body(void **state)
+{
+    (void)state;
+    char err[256], *payload;
+    const char *body = "{ \"payload\" : {\"n\": 0.10, \"big\": 123456789012345678901234567890} }";
+    assert_int_equal(job_payload_from_json(body, strlen(body), &payload, err, sizeof(err)), 0);
+    assert_string_equal(payload, "{\"n\": 0.10, \"big\": 123456789012345678901234567890}");
+    hp_free(payload);
+    body = "{\"payload\":\"a \\\"quoted\\\" string\"}";
+    assert_int_equal(job_payload_from_json(body, strlen(body), &payload, err, sizeof(err)), 0);
+    assert_string_equal(payload, "\"a \\\"quoted\\\" string\"");
+    hp_free(payload);
+    body = "{\"payload\":null}";
+    assert_int_equal(job_payload_from_json(body, strlen(body), &payload, err, sizeof(err)), 0);
+    assert_string_equal(payload, "null");
+    hp_free(payload);
+    const char *bad[] = {"",
+                         "[1]",
+                         "{}",
+                         "{\"payload\":1,\"queue\":\"q\"}",
+                         "{\"Payload\":1}",
+                         "{\"payload\":",
+                         "\"payload\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(job_payload_from_json(bad[i], strlen(bad[i]), &payload, err, sizeof(err)),
+                         HP_EINVAL);
+        assert_null(payload);
+        assert_true(strlen(err) > 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +225,7 @@ int main(void)
         cmocka_unit_test(states_round_trip),
         cmocka_unit_test(record_round_trips),
         cmocka_unit_test(damaged_records_are_refused),
+        cmocka_unit_test(retry_payload_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
