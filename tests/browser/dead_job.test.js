@@ -111,3 +111,62 @@ test('edit the payload of a dead job and retry it', {timeout: 120000}, withScree
   await h.shot(page, 'audit');
   h.assertClean(page, [LOGIN_401]);
 }));
+
+test('filter dead jobs by type and error text, and retry what the filter selects', {timeout: 120000}, withScreenshots(h, 'bulk', async () => {
+  const B = 'mend-bulk';
+  // Six dead jobs: three with a "quota" error (two of type test.fail_if), three others.
+  const make = async (type, message, mended) => {
+    const payload = type === 'test.fail_if' ? {fail: !mended, message} : {permanent: true, message};
+    const {id} = await h.enqueue({queue: B, type, payload, max_attempts: 1});
+    return id;
+  };
+  const quota = [await make('test.fail', 'Quota exceeded for project A'), await make('test.fail', 'quota exceeded (B)'),
+    await make('test.fail', 'QUOTA EXCEEDED, try later')];
+  const other = [await make('test.fail', 'connection refused'), await make('test.fail', 'bad input'),
+    await make('test.fail', 'timeout talking to upstream')];
+  await h.startWorker(B, {threads: 2});
+  for (const id of [...quota, ...other]) assert.equal((await h.api('GET', `/v1/jobs/${id}?wait=20s`)).state, 'dead');
+
+  const page = h.pages[0];
+  await page.goto(h.url(`#/jobs?queue=${B}&state=dead`));
+  await page.waitForFunction(() => document.querySelectorAll('.job-list tbody tr[data-id]').length === 6);
+
+  // Filter by error text (case-insensitive) with the form, by the keyboard.
+  await page.fill('#f-error', 'quota exceeded');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash.includes('error=quota'));
+  await page.waitForFunction(() => {
+    const el = document.querySelector('.job-list');
+    return el && !el.hasAttribute('aria-busy') && el.dataset.count === '3';
+  });
+  const shown = await page.locator('.job-list tbody tr[data-id]').evaluateAll((rows) => rows.map((r) => r.dataset.id).sort());
+  assert.deepEqual(shown, [...quota].sort(), 'the filter shows the quota errors only');
+  await h.shot(page, 'filtered');
+
+  // A type that matches nothing.
+  await page.fill('#f-type', 'test.nothing');
+  await page.keyboard.press('Enter');
+  await page.locator('.job-list tr.empty', {hasText: 'No job matches the filter'}).waitFor();
+  await page.fill('#f-type', 'test.fail');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => {
+    const el = document.querySelector('.job-list');
+    return el && el.dataset.count === '3' && !el.hasAttribute('aria-busy') && location.hash.includes('type=test.fail');
+  });
+
+  // Bulk retry of what the filter selects, after a confirmation that says what.
+  await page.click('button[data-action="bulk-retry"]');
+  const dialog = page.locator('dialog[open]');
+  await dialog.waitFor();
+  const text = await dialog.textContent();
+  assert.match(text, /dead job in queue mend-bulk of type test\.fail whose errors contain “quota exceeded”/, text);
+  await dialog.locator('button', {hasText: 'Retry them'}).click();
+  await page.locator('.notice', {hasText: /Retried 3 of 3 matching jobs/}).waitFor();
+  for (const id of quota) {
+    const j = await h.api('GET', `/v1/jobs/${id}?wait=20s`);
+    assert.equal(j.errors.length, 2, `${id} ran again: ${JSON.stringify(j.errors)}`);
+  }
+  for (const id of other) assert.equal((await h.api('GET', `/v1/jobs/${id}`)).errors.length, 1, `${id} was left alone`);
+  await h.shot(page);
+  h.assertClean(page, [LOGIN_401]);
+}));
