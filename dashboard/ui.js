@@ -188,7 +188,7 @@ export function jsonBlock(value, {label = 'JSON', openBelow = 1500, raw} = {}) {
   const pre = h('pre', {class: 'pre json'}, text);
   if (text.length <= openBelow) return pre;
   return h('details', {class: 'long'},
-    h('summary', null, `${label}: ${fmtBytes(text.length)}, ${text.split('\n').length} lines (show)`), pre);
+    h('summary', null, `${label}: ${fmtBytes(text.length)}, ${text.split('\n').length} lines`), pre);
 }
 
 // JSON.stringify(v, null, 2), except that a RawNumber (an integer too big for a

@@ -240,5 +240,5 @@ function logs(j) {
   const t = h('table', {class: 'table table-log'}, h('thead', null, h('tr', null,
     h('th', {scope: 'col'}, 'At'), h('th', {scope: 'col'}, 'Level'), h('th', {scope: 'col'}, 'Message'))), h('tbody', null, rows));
   const wrap = tableWrap(t, 'Log lines');
-  return lines.length > 30 ? h('details', {class: 'long'}, h('summary', null, `${fmtNum(lines.length)} lines (show)`), wrap) : wrap;
+  return lines.length > 30 ? h('details', {class: 'long'}, h('summary', null, `${fmtNum(lines.length)} lines`), wrap) : wrap;
 }
