@@ -1629,7 +1629,13 @@ static void test_api_quiet(void **state)
     assert_true(contains(log, "quiet (asked through the API)"));
     assert_false(contains(log, "restarting"));
     free(log);
-    json_decref(api_expect("POST", path, 202)); /* again: no harm */
+    json_decref(api_expect("POST", path, 202));  /* again: no harm */
+    cli_result_t *cli = hp_malloc(sizeof(*cli)); /* operators see it in `hopper workers` */
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", NULL});
+    assert_int_equal(cli->status, 0);
+    if (!strstr(cli->out, wid) || !strstr(cli->out, "(quiet)"))
+        fail_msg("hopper workers does not show %s as quiet:\n%s", wid, cli->out);
+    hp_free(cli);
 
     stop_worker_ok(w, STOP_WAIT_MS);
     expect_state(later.s, JOB_STATE_WAITING);
