@@ -548,11 +548,17 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    int status = test_proc_stop(&api_server, STOP_WAIT_MS);
+    char *log = test_proc_log(&api_server);
+    bool clean = status == 0 && !strstr(log, "Sanitizer") && !strstr(log, "runtime error:");
+    if (!clean)
+        fprintf(stderr, "hopper server exited with status %d:\n%s\n", status, log);
+    free(log);
     test_proc_cleanup(&api_server);
     rmdir(api_blob_dir); /* nothing was uploaded */
     broker_close(B);
     test_redis_stop(&redis);
-    return 0;
+    return clean ? 0 : -1;
 }
 
 static int setup(void **state)
