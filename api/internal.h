@@ -55,7 +55,7 @@ struct route_s {
 };
 
 #define API_MAX_PARAMS 2
-#define API_PARAM_MAX  (JOB_ID_MAX + 16)
+#define API_PARAM_MAX  256 /* the longest: a worker id or schedule name, 128 */
 
 struct api_req_s {
     exec_task_t task; /* first: the executor hands it back */
@@ -216,6 +216,12 @@ void api_audit_run_list(api_req_t *ar, broker_t *b);
 /* ---- dashboard.c ---- */
 bool api_dashboard_prepare_root(api_req_t *ar);
 bool api_dashboard_prepare_file(api_req_t *ar);
+/* ---- workers.c ---- */
+bool api_workers_prepare_id(api_req_t *ar);
+bool api_workers_prepare_get(api_req_t *ar);
+void api_workers_run_list(api_req_t *ar, broker_t *b);
+void api_workers_run_get(api_req_t *ar, broker_t *b);
+void api_workers_run_command(api_req_t *ar, broker_t *b);
 
 /* ---- blobs.c ---- */
 bool api_blob_prepare(api_req_t *ar);

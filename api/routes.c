@@ -1,6 +1,7 @@
 /*
- * The route table and the handlers of /v1: jobs, queues, workers, health,
- * metrics and the OpenAPI document. Blobs live in blobs.c, events in events.c.
+ * The route table and the handlers of /v1: jobs, queues, health, metrics and the
+ * OpenAPI document. Blobs live in blobs.c, events in events.c, workers in
+ * workers.c, schedules in schedules.c.
  */
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -950,29 +951,6 @@ static void run_broker(api_req_t *ar, broker_t *b)
     set_json_value(ar, 200, o);
 }
 
-/* ---- Workers ---- */
-
-static void run_workers(api_req_t *ar, broker_t *b)
-{
-    char **infos;
-    size_t n;
-    int err = broker_workers(b, &infos, &n);
-    if (err) {
-        api_set_broker_error(ar, b, err);
-        return;
-    }
-    hp_strbuf_t sb;
-    hp_strbuf_init(&sb, 0);
-    hp_strbuf_appends(&sb, "{\"workers\":[");
-    for (size_t i = 0; i < n; i++)
-        hp_strbuf_printf(&sb, "%s%s", i ? "," : "", infos[i]);
-    hp_strbuf_appends(&sb, "]}");
-    broker_queues_free(infos, n);
-    size_t len;
-    char *text = hp_strbuf_steal(&sb, &len);
-    api_set_json(ar, 200, text, len);
-}
-
 /* ---- Health, metrics, contract ---- */
 
 static void finish_healthz(api_req_t *ar)
@@ -1181,7 +1159,24 @@ const route_t api_routes[] = {
      .pattern = "/v1/workers",
      .access = ACCESS_READ,
      .prepare = prepare_nothing,
-     .run = run_workers},
+     .run = api_workers_run_list},
+    {.method = "GET",
+     .pattern = "/v1/workers/{id}",
+     .access = ACCESS_READ,
+     .prepare = api_workers_prepare_get,
+     .run = api_workers_run_get},
+    {.method = "POST",
+     .pattern = "/v1/workers/{id}/quiet",
+     .access = ACCESS_ADMIN,
+     .audit = true,
+     .prepare = api_workers_prepare_id,
+     .run = api_workers_run_command},
+    {.method = "POST",
+     .pattern = "/v1/workers/{id}/stop",
+     .access = ACCESS_ADMIN,
+     .audit = true,
+     .prepare = api_workers_prepare_id,
+     .run = api_workers_run_command},
     {.method = "POST",
      .pattern = "/v1/blobs",
      .access = ACCESS_SUBMIT,

@@ -304,9 +304,14 @@ int broker_log(broker_t *b, const char *id, const char *token, int level, const 
 
 /* ---- Workers ---- */
 
+bool broker_worker_id_valid(const char *worker_id)
+{
+    return worker_id && worker_id[0] && worker_name_valid(worker_id);
+}
+
 static int check_worker_id(broker_t *b, const char *id)
 {
-    if (!id || !id[0] || !worker_name_valid(id))
+    if (!broker_worker_id_valid(id))
         return broker__error(b, HP_EINVAL,
                              "worker id: must be 1-%d characters of A-Z a-z 0-9 . _ : @ / -",
                              WORKER_ID_MAX);
@@ -321,7 +326,40 @@ int broker_worker_beat(broker_t *b, const char *worker_id, const char *info_json
     if (!err)
         err = broker__check_json("worker info", info_json, strlen(info_json), b->max_payload,
                                  b->errmsg, sizeof(b->errmsg));
-    return err ? err : b->ops->worker_beat(b, worker_id, info_json, ttl_ms);
+    return err ? err : b->ops->worker_beat(b, worker_id, info_json, ttl_ms, NULL);
+}
+
+int broker_worker_poll(broker_t *b, const char *worker_id, const char *info_json, int64_t ttl_ms,
+                       worker_command_t *cmd)
+{
+    *cmd = WORKER_COMMAND_NONE;
+    int err = check_worker_id(b, worker_id);
+    if (!err && info_json && ttl_ms <= 0)
+        err = broker__error(b, HP_EINVAL, "worker beat: ttl must be positive");
+    if (!err && info_json)
+        err = broker__check_json("worker info", info_json, strlen(info_json), b->max_payload,
+                                 b->errmsg, sizeof(b->errmsg));
+    return err ? err : b->ops->worker_beat(b, worker_id, info_json, ttl_ms, cmd);
+}
+
+const char *worker_command_name(worker_command_t cmd)
+{
+    return cmd == WORKER_COMMAND_QUIET ? "quiet" : cmd == WORKER_COMMAND_STOP ? "stop" : "";
+}
+
+int broker_worker_command(broker_t *b, const char *worker_id, worker_command_t cmd)
+{
+    int err = check_worker_id(b, worker_id);
+    if (!err && cmd != WORKER_COMMAND_QUIET && cmd != WORKER_COMMAND_STOP)
+        err = broker__error(b, HP_EINVAL, "worker command: must be quiet or stop");
+    return err ? err : b->ops->worker_command(b, worker_id, cmd);
+}
+
+int broker_worker_get(broker_t *b, const char *worker_id, char **info)
+{
+    *info = NULL;
+    int err = check_worker_id(b, worker_id);
+    return err ? err : b->ops->worker_get(b, worker_id, info);
 }
 
 int broker_worker_gone(broker_t *b, const char *worker_id)

@@ -337,10 +337,36 @@ int broker_log(broker_t *b, const char *id, const char *token, int level, const 
  * (a JSON object the worker writes) with a time to live; one that stops beating
  * drops out by itself. Not job state: a job's lease is what matters for it. */
 #define WORKER_ID_MAX 128
+/* 1-WORKER_ID_MAX characters of A-Z a-z 0-9 . _ : @ / - */
+bool broker_worker_id_valid(const char *worker_id);
 int broker_worker_beat(broker_t *b, const char *worker_id, const char *info_json, int64_t ttl_ms);
+/* Removes the entry (and any command not yet taken). */
 int broker_worker_gone(broker_t *b, const char *worker_id);
-/* The live workers' JSON descriptions; free with broker_queues_free. */
+/* The live workers' JSON descriptions, sorted by worker id; free with broker_queues_free. */
 int broker_workers(broker_t *b, char ***infos, size_t *n);
+/* One live worker's description (hp_free), or HP_ENOTFOUND when it is not registered
+ * (it stopped, or stopped beating). */
+int broker_worker_get(broker_t *b, const char *worker_id, char **info);
+
+/* Commands an operator sends one registered worker process. The broker keeps the
+ * latest command for WORKER_COMMAND_TTL_MS; the worker takes it (reads and deletes)
+ * with broker_worker_poll, which it calls about once a second. A stop is never
+ * replaced by a later quiet (stop implies quiet). */
+typedef enum {
+    WORKER_COMMAND_NONE = 0,
+    WORKER_COMMAND_QUIET, /* take no new jobs; finish the running ones; stay registered */
+    WORKER_COMMAND_STOP,  /* stop gracefully, as on SIGTERM, and leave the registry */
+} worker_command_t;
+#define WORKER_COMMAND_TTL_MS 60000
+/* "quiet", "stop" ("" for NONE). */
+const char *worker_command_name(worker_command_t cmd);
+/* HP_ENOTFOUND when no such worker is registered. */
+int broker_worker_command(broker_t *b, const char *worker_id, worker_command_t cmd);
+/* For the worker itself: takes the command waiting for it into *cmd (NONE when
+ * there is none) and, when info_json is not NULL, beats it as broker_worker_beat
+ * does, in the same round trip. *cmd is set even when the beat part failed. */
+int broker_worker_poll(broker_t *b, const char *worker_id, const char *info_json, int64_t ttl_ms,
+                       worker_command_t *cmd);
 
 /* ---- Operating ---- */
 

@@ -51,9 +51,13 @@ typedef struct broker_ops_s {
     int (*release)(broker_t *b, const char *ulid, const char *queue, const char *token);
     int (*report)(broker_t *b, const char *ulid, const char *queue, const char *token, int percent,
                   const char *message, int level, const char *line);
-    int (*worker_beat)(broker_t *b, const char *id, const char *info, int64_t ttl_ms);
+    /* info NULL: no beat; cmd NULL: no command taken (at least one of them is given). */
+    int (*worker_beat)(broker_t *b, const char *id, const char *info, int64_t ttl_ms,
+                       worker_command_t *cmd);
     int (*worker_gone)(broker_t *b, const char *id);
     int (*workers)(broker_t *b, char ***infos, size_t *n);
+    int (*worker_get)(broker_t *b, const char *id, char **info);              /* HP_ENOTFOUND */
+    int (*worker_command)(broker_t *b, const char *id, worker_command_t cmd); /* HP_ENOTFOUND */
     int (*get)(broker_t *b, const char *ulid, const char *queue, job_t **out);
     /* errs[i]: that job's error; the return value: one for the whole call. */
     int (*get_many)(broker_t *b, const char *const *ulids, const char *const *queues, size_t n,

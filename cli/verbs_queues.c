@@ -163,10 +163,12 @@ static void print_worker(const char *info, bool json)
     json_array_foreach(queues, i, v)
         hp_strbuf_printf(&qs, "%s%s", i ? "," : "", json_string_value(v));
     const char *started = json_string_value(json_object_get(w, "started_at"));
-    printf("%-32s pid %-8lld queues %-24s threads %-4lld jobs %zu  since %s\n", id ? id : "?",
+    const char *state = json_string_value(json_object_get(w, "state"));
+    bool unusual = state && strcmp(state, "running") != 0; /* quiet, stopping */
+    printf("%-32s pid %-8lld queues %-24s threads %-4lld jobs %zu  since %s%s%s%s\n", id ? id : "?",
            (long long)json_integer_value(json_object_get(w, "pid")), qs.data ? qs.data : "",
            (long long)json_integer_value(json_object_get(w, "threads")), json_array_size(jobs),
-           started ? started : "?");
+           started ? started : "?", unusual ? "  (" : "", unusual ? state : "", unusual ? ")" : "");
     json_array_foreach(jobs, i, v)
     {
         printf("    %s  %s  started %s\n", json_string_value(json_object_get(v, "id")),

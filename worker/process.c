@@ -11,6 +11,11 @@
  * leases by heartbeat, asks jobs past their deadline to stop, and restarts the
  * process (exit WORKER_EXIT_RESTART) when one will not. Every job held has a slot in
  * shared memory so that the supervisor can fail its lease if this process crashes.
+ *
+ * The reporter also keeps the process's registry entry (broker_worker_beat) and,
+ * once a second, takes the command an operator may have left for it in the same
+ * round trip (broker_worker_poll): quiet stops fetching here, as SIGUSR1 does; stop
+ * asks the supervisor (SIGUSR2) to stop the whole `hopper worker` as on SIGTERM.
  */
 #include <errno.h>
 #include <signal.h>
@@ -27,6 +32,11 @@
 
 #define FETCH_WAIT_MAX_MS 1000 /* a stop request is seen within this */
 #define ACK_CHUNK         500
+#define POLL_EVERY_MS     1000 /* an operator's command is seen within this */
+/* The registry entry is rewritten when it changed, at most once per POLL_EVERY_MS
+ * and about this many bytes a second (a process holding thousands of jobs has a
+ * large entry), and every third of a lease in any case (its TTL is three). */
+#define REGISTRY_BYTES_PER_S (64 * 1024)
 
 typedef struct report_msg_s {
     char id[JOB_ID_MAX];
@@ -44,8 +54,14 @@ struct worker_process_s {
     int capacity; /* jobs held at most: threads x prefetch */
     char id[WORKER_ID_MAX];
     int64_t started_ms;
+    pid_t supervisor;
     broker_t *fetch_broker;
     broker_t *report_broker;
+    /* the registry entry, the reporter's alone */
+    char *last_info;         /* the description last beaten, or NULL */
+    int64_t info_refresh_at; /* monotonic: beat it again by then, changed or not */
+    int64_t info_change_at;  /* monotonic: a changed one no sooner than this */
+    atomic_bool info_now;    /* the state changed: beat at once */
 
     pthread_mutex_t lock;   /* guards everything below */
     pthread_cond_t work_cv; /* handlers: a job is ready, or exiting */
@@ -63,19 +79,20 @@ struct worker_process_s {
     bool abandon; /* reporter: release whatever still runs */
 };
 
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t quiet_requested;
+/* Set by signal handlers and by the reporter (lock-free atomics: safe in both). */
+static atomic_int stop_requested;
+static atomic_int quiet_requested;
 
 static void on_stop(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    atomic_store(&stop_requested, 1);
 }
 
 static void on_quiet(int sig)
 {
     (void)sig;
-    quiet_requested = 1;
+    atomic_store(&quiet_requested, 1);
 }
 
 /* ---- Slots ---- */
@@ -126,6 +143,17 @@ static void push_done(worker_process_t *wp, hopper_job_t *hj)
 {
     wp->done[wp->ndone++] = hj;
     pthread_cond_signal(&wp->done_cv);
+}
+
+/* Jobs leased but not started go back to their queues unrun (the reporter
+ * releases them). Called with the lock held. */
+static void give_back_unstarted(worker_process_t *wp)
+{
+    for (size_t i = 0; i < wp->nready; i++) {
+        wp->ready[i]->status = (hopper_status_t)-1;
+        push_done(wp, wp->ready[i]);
+    }
+    wp->nready = 0;
 }
 
 static void *handler_thread(void *arg)
@@ -243,6 +271,8 @@ static size_t send_outcomes(worker_process_t *wp, hopper_job_t **done, size_t n)
     return left;
 }
 
+/* Extends the leases of every job held; a job whose lease was lost or whose cancel
+ * was asked is told to stop. */
 static void heartbeat(worker_process_t *wp)
 {
     pthread_mutex_lock(&wp->lock);
@@ -251,7 +281,6 @@ static void heartbeat(worker_process_t *wp)
     char(*ids)[JOB_ID_MAX] = hp_malloc((size_t)wp->capacity * sizeof(*ids));
     char(*tokens)[WORKER_TOKEN_MAX] = hp_malloc((size_t)wp->capacity * sizeof(*tokens));
     size_t n = 0;
-    json_t *running = json_array();
     for (int i = 0; i < wp->capacity; i++) {
         hopper_job_t *hj = wp->held[i];
         if (!hj)
@@ -260,10 +289,6 @@ static void heartbeat(worker_process_t *wp)
         snprintf(tokens[n], WORKER_TOKEN_MAX, "%s", hj->job->lease_token);
         refs[n] = (lease_ref_t){ids[n], tokens[n]};
         jobs[n++] = hj;
-        char started[HP_RFC3339_MAX];
-        hp_format_rfc3339_ms(hj->job->started_ms, started);
-        json_array_append_new(running, json_pack("{s:s, s:s, s:s}", "id", hj->job->id, "type",
-                                                 hj->job->type, "started_at", started));
     }
     pthread_mutex_unlock(&wp->lock);
     lease_status_t *st = hp_calloc(n ? n : 1, sizeof(*st));
@@ -279,6 +304,43 @@ static void heartbeat(worker_process_t *wp)
         }
         pthread_mutex_unlock(&wp->lock);
     }
+    hp_free(st);
+    hp_free(tokens);
+    hp_free(ids);
+    hp_free(jobs);
+    hp_free(refs);
+}
+
+/* ---- The registry entry, and commands ---- */
+
+typedef struct held_view_s {
+    const hopper_job_t *hj;
+    bool running; /* on a handler thread now */
+} held_view_t;
+
+/* Running jobs first, then by start (the lease), then by id. */
+static int compare_held(const void *pa, const void *pb)
+{
+    const held_view_t *a = pa, *b = pb;
+    if (a->running != b->running)
+        return a->running ? -1 : 1;
+    if (a->hj->job->started_ms != b->hj->job->started_ms)
+        return a->hj->job->started_ms < b->hj->job->started_ms ? -1 : 1;
+    return strcmp(a->hj->job->id, b->hj->job->id);
+}
+
+static const char *process_state(void)
+{
+    return atomic_load(&stop_requested)    ? "stopping"
+           : atomic_load(&quiet_requested) ? "quiet"
+                                           : "running";
+}
+
+/* The registry entry: who this process is, its state, and every job it holds
+ * ("running": on a thread; the others are leased and next in line, or done and
+ * not yet reported). hp_free the text. */
+static char *describe(worker_process_t *wp)
+{
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);
     char started[HP_RFC3339_MAX];
@@ -287,21 +349,92 @@ static void heartbeat(worker_process_t *wp)
     for (size_t i = 0; i < wp->cfg->nqueues; i++)
         json_array_append_new(queues, json_string(wp->cfg->queues[i].name));
     char *plugins = worker__plugins_describe(&wp->plugins);
-    json_t *info =
-        json_pack("{s:s, s:s, s:i, s:o, s:o?, s:s, s:i, s:o}", "id", wp->id, "host", host, "pid",
-                  (int)getpid(), "queues", queues, "plugins", json_loads(plugins, 0, NULL),
-                  "started_at", started, "threads", wp->threads, "jobs", running);
-    char *text = json_dumps(info, JSON_COMPACT);
-    if (broker_worker_beat(wp->report_broker, wp->id, text, 3 * wp->cfg->lease_ms))
-        hp_debug("worker %s: registry beat failed: %s", wp->id, broker_errmsg(wp->report_broker));
+
+    held_view_t *view = hp_calloc((size_t)wp->capacity, sizeof(*view));
+    json_t *jobs = json_array();
+    size_t n = 0, running = 0;
+    pthread_mutex_lock(&wp->lock);
+    for (int i = 0; i < wp->capacity; i++) {
+        hopper_job_t *hj = wp->held[i];
+        if (!hj)
+            continue;
+        view[n].hj = hj;
+        view[n].running = atomic_load(&wp->slots[hj->slot].used) == SLOT_RUNNING;
+        running += view[n++].running;
+    }
+    qsort(view, n, sizeof(*view), compare_held);
+    for (size_t i = 0; i < n; i++) { /* under the lock: a job may be freed once it is out */
+        const job_t *job = view[i].hj->job;
+        char at[HP_RFC3339_MAX];
+        hp_format_rfc3339_ms(job->started_ms, at);
+        json_array_append_new(jobs,
+                              json_pack("{s:s, s:s, s:s, s:b}", "id", job->id, "type", job->type,
+                                        "started_at", at, "running", view[i].running));
+    }
+    pthread_mutex_unlock(&wp->lock);
+    hp_free(view);
+
+    json_t *info = json_pack("{s:s, s:s, s:i, s:o, s:o?, s:s, s:i, s:s, s:I, s:I, s:o}", "id",
+                             wp->id, "host", host, "pid", (int)getpid(), "queues", queues,
+                             "plugins", json_loads(plugins, 0, NULL), "started_at", started,
+                             "threads", wp->threads, "state", process_state(), "running",
+                             (json_int_t)running, "held", (json_int_t)n, "jobs", jobs);
+    char *text = json_dumps(info, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *copy = hp_strdup(text);
     free(text);
     json_decref(info);
     hp_free(plugins);
-    hp_free(st);
-    hp_free(tokens);
-    hp_free(ids);
-    hp_free(jobs);
-    hp_free(refs);
+    return copy;
+}
+
+/* quiet: no new jobs from here on (the fetch loop gives back what has not started).
+ * stop: the supervisor stops every process of this worker, as on SIGTERM. */
+static void obey(worker_process_t *wp, worker_command_t cmd)
+{
+    if (cmd == WORKER_COMMAND_QUIET && !atomic_load(&quiet_requested)) {
+        hp_info("worker %s: quiet (asked through the API): no new jobs; running ones finish",
+                wp->id);
+        atomic_store(&quiet_requested, 1);
+        atomic_store(&wp->info_now, true);
+    } else if (cmd == WORKER_COMMAND_STOP && !atomic_load(&stop_requested)) {
+        if (getppid() == wp->supervisor) {
+            hp_info("worker %s: stop (asked through the API): the whole worker stops gracefully "
+                    "(supervisor %d)",
+                    wp->id, (int)wp->supervisor);
+            kill(wp->supervisor, SIGUSR2);
+        } else {
+            hp_info("worker %s: stop (asked through the API)", wp->id);
+        }
+        atomic_store(&stop_requested, 1);
+        atomic_store(&wp->info_now, true);
+    }
+}
+
+/* Takes a waiting command, and beats the registry entry in the same round trip when
+ * it changed (or is due for its refresh). */
+static void registry_sync(worker_process_t *wp)
+{
+    int64_t now = hp_mono_ms();
+    char *text = describe(wp);
+    bool changed = !wp->last_info || strcmp(text, wp->last_info) != 0;
+    bool beat = atomic_exchange(&wp->info_now, false) || now >= wp->info_refresh_at ||
+                (changed && now >= wp->info_change_at);
+    worker_command_t cmd = WORKER_COMMAND_NONE;
+    int err = broker_worker_poll(wp->report_broker, wp->id, beat ? text : NULL,
+                                 3 * wp->cfg->lease_ms, &cmd);
+    if (err) {
+        hp_debug("worker %s: registry beat failed: %s", wp->id, broker_errmsg(wp->report_broker));
+    } else if (beat) {
+        int64_t every = (int64_t)strlen(text) * 1000 / REGISTRY_BYTES_PER_S;
+        wp->info_change_at = now + (every > POLL_EVERY_MS ? every : POLL_EVERY_MS);
+        wp->info_refresh_at = now + wp->cfg->lease_ms / 3;
+        hp_free(wp->last_info);
+        wp->last_info = text;
+        text = NULL;
+    }
+    hp_free(text);
+    if (cmd != WORKER_COMMAND_NONE)
+        obey(wp, cmd);
 }
 
 /* Every job still held goes back unrun (shutdown past the grace, or a restart). */
@@ -344,7 +477,7 @@ static void check_deadlines(worker_process_t *wp)
     /* Stop fetching first (the fetch loop adds to the slots), then give back what is
      * left, read from the slot table: it holds exactly the leases still out. */
     pthread_mutex_lock(&wp->lock);
-    stop_requested = 1;
+    atomic_store(&stop_requested, 1);
     pthread_mutex_unlock(&wp->lock);
     release_all(wp);
     broker_worker_gone(wp->report_broker, wp->id);
@@ -355,7 +488,7 @@ static void *reporter_thread(void *arg)
 {
     worker_process_t *wp = arg;
     int64_t beat_every = wp->cfg->lease_ms / 3;
-    int64_t next_beat = 0;
+    int64_t next_beat = 0, next_poll = 0;
     hopper_job_t **pending = hp_calloc((size_t)wp->capacity, sizeof(*pending));
     size_t npending = 0;
     for (;;) {
@@ -393,6 +526,10 @@ static void *reporter_thread(void *arg)
             heartbeat(wp);
             next_beat = hp_mono_ms() + beat_every;
         }
+        if (hp_mono_ms() >= next_poll || atomic_load(&wp->info_now)) {
+            registry_sync(wp);
+            next_poll = hp_mono_ms() + POLL_EVERY_MS;
+        }
         if (abandon) {
             release_all(wp);
             break;
@@ -415,7 +552,7 @@ static broker_t *open_broker_retrying(const worker_config_t *cfg)
 {
     broker_config_t bc = {.url = cfg->redis_url, .strict = cfg->strict};
     int64_t next_warn = 0;
-    while (!stop_requested) {
+    while (!atomic_load(&stop_requested)) {
         broker_t *b = NULL;
         char *msg = NULL;
         int err = broker_open(&bc, &b, &msg);
@@ -495,20 +632,24 @@ static void fetch_loop(worker_process_t *wp)
     const char **names = hp_malloc(wp->cfg->nqueues * sizeof(*names));
     for (size_t i = 0; i < wp->cfg->nqueues; i++)
         names[i] = wp->cfg->queues[i].name;
-    while (!stop_requested) {
-        if (quiet_requested) {
+    while (!atomic_load(&stop_requested)) {
+        if (atomic_load(&quiet_requested)) {
+            /* also what a round under way when quiet came took */
+            pthread_mutex_lock(&wp->lock);
+            give_back_unstarted(wp);
+            pthread_mutex_unlock(&wp->lock);
             hp_sleep_ms(100);
             continue;
         }
         pthread_mutex_lock(&wp->lock);
-        while (wp->busy == wp->capacity && !stop_requested) {
+        while (wp->busy == wp->capacity && !atomic_load(&stop_requested)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&wp->slot_cv, &wp->lock, &ts);
         }
         pthread_mutex_unlock(&wp->lock);
-        if (stop_requested)
+        if (atomic_load(&stop_requested))
             break;
         int64_t next_due;
         if (fetch_round(wp, &seed, &next_due) > 0)
@@ -530,11 +671,7 @@ static void fetch_loop(worker_process_t *wp)
 static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t *handlers)
 {
     pthread_mutex_lock(&wp->lock);
-    for (size_t i = 0; i < wp->nready; i++) { /* not started: give back at once */
-        wp->ready[i]->status = (hopper_status_t)-1;
-        push_done(wp, wp->ready[i]);
-    }
-    wp->nready = 0;
+    give_back_unstarted(wp); /* not started: give back at once */
     int64_t give_up = hp_mono_ms() + wp->cfg->grace_ms;
     while (wp->busy > 0 && hp_mono_ms() < give_up) {
         struct timespec ts;
@@ -556,6 +693,8 @@ static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t 
     pthread_cond_broadcast(&wp->done_cv);
     pthread_mutex_unlock(&wp->lock);
     pthread_join(reporter, NULL);
+    hp_free(wp->last_info);
+    wp->last_info = NULL;
     if (all_done) { /* handlers are idle: plugins may shut down cleanly */
         for (int i = 0; i < wp->threads; i++)
             pthread_join(handlers[i], NULL);
@@ -587,6 +726,7 @@ void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int 
     wp->threads = cfg->threads;
     wp->capacity = worker__capacity(cfg);
     wp->slots = slots + (size_t)index * (size_t)wp->capacity;
+    wp->supervisor = parent;
     char host[200] = "host";
     gethostname(host, sizeof(host) - 1);
     for (char *p = host; *p; p++)

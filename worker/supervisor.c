@@ -7,6 +7,8 @@
  * Signals: SIGTERM or a first SIGINT stop gracefully (each process lets its jobs
  * finish within the grace period, then gives the rest back); a second SIGINT forces
  * (processes are killed, their jobs given back unrun); SIGTSTP quiets (no new jobs).
+ * SIGUSR2 comes from one of our processes that was told "stop" through the API
+ * (POST /v1/workers/{id}/stop): it counts as the first SIGTERM, never as a second.
  */
 #include <errno.h>
 #include <signal.h>
@@ -28,11 +30,25 @@ typedef struct child_s {
 
 static volatile sig_atomic_t stops;  /* count of SIGTERM/SIGINT */
 static volatile sig_atomic_t quiets; /* SIGTSTP seen */
+static volatile sig_atomic_t asked;  /* SIGUSR2: the pid of the process that asked, or -1 */
 
 static void on_stop(int sig)
 {
     (void)sig;
     stops++;
+}
+
+static void on_asked_to_stop(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)context;
+    asked = info && info->si_pid > 0 ? (sig_atomic_t)info->si_pid : -1;
+}
+
+/* 0 running, 1 stopping gracefully, 2 or more forced. */
+static int stop_level(void)
+{
+    return stops > 0 ? stops : asked != 0;
 }
 
 static void on_quiet(int sig)
@@ -106,7 +122,7 @@ static int64_t backoff_ms(const worker_config_t *cfg, int restarts)
 static bool anything_left(const child_t *children, int n)
 {
     for (int i = 0; i < n; i++)
-        if (children[i].pid > 0 || (children[i].restart_at_ms && !stops))
+        if (children[i].pid > 0 || (children[i].restart_at_ms && !stop_level()))
             return true;
     return false;
 }
@@ -153,6 +169,8 @@ int worker_run(const worker_config_t *cfg)
     sigaction(SIGINT, &sa, NULL);
     sa.sa_handler = on_quiet;
     sigaction(SIGTSTP, &sa, NULL);
+    struct sigaction su = {.sa_sigaction = on_asked_to_stop, .sa_flags = SA_SIGINFO};
+    sigaction(SIGUSR2, &su, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     child_t *children = hp_calloc((size_t)cfg->processes, sizeof(*children));
@@ -166,9 +184,14 @@ int worker_run(const worker_config_t *cfg)
     int forwarded_stops = 0, config_errors = 0;
     bool quiet_sent = false;
     while (anything_left(children, cfg->processes)) {
-        if (stops > forwarded_stops) {
-            forwarded_stops = stops;
-            if (forwarded_stops == 1) {
+        if (stop_level() > forwarded_stops) {
+            forwarded_stops = stop_level();
+            if (forwarded_stops == 1 && !stops) {
+                hp_info("worker: process %d was told to stop through the API: stopping every "
+                        "process gracefully (grace %lld ms)",
+                        (int)asked, (long long)cfg->grace_ms);
+                signal_all(children, cfg->processes, SIGTERM);
+            } else if (forwarded_stops == 1) {
                 hp_info("worker: stopping gracefully (grace %lld ms); again to force",
                         (long long)cfg->grace_ms);
                 signal_all(children, cfg->processes, SIGTERM);
@@ -186,7 +209,7 @@ int worker_run(const worker_config_t *cfg)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) {
             /* restart what is due, then sleep a little (signals cut it short) */
-            for (int i = 0; i < cfg->processes && !stops; i++) {
+            for (int i = 0; i < cfg->processes && !stop_level(); i++) {
                 if (children[i].pid == 0 && children[i].restart_at_ms &&
                     hp_mono_ms() >= children[i].restart_at_ms) {
                     children[i].pid = spawn(cfg, slots, i);
@@ -212,7 +235,7 @@ int worker_run(const worker_config_t *cfg)
             config_errors++;
             continue; /* it said why on stderr; restarting would say it again */
         }
-        if (stops)
+        if (stop_level())
             continue;
         if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_STOPPED)
             continue; /* stopped on its own (e.g. SIGTERM sent to it alone) */

@@ -28,6 +28,7 @@
  *   hopper:schedules              hash schedule name -> queue (a directory)
  *   hopper:schedules:version      counter bumped by every schedule put, pause, delete
  *   hopper:workers, hopper:worker:<id>   zset id -> last beat; info JSON with a TTL
+ *   hopper:wcmd:<id>              a command for worker <id> ("quiet"|"stop"), with a TTL
  *   hopper:tokens                 hash token id -> JSON record (SHA-256 of the token)
  *   hopper:session:<sha256>       a dashboard session's record, with its TTL
  *   hopper:audit                  stream of audit entries, capped near AUDIT_KEEP

@@ -925,26 +925,112 @@ static int run_pipeline(broker_t *b, rcmd_t *cmds, size_t n)
     return err;
 }
 
-static int redis_worker_beat(broker_t *b, const char *id, const char *info, int64_t ttl_ms)
+#define WORKER_KEY_MAX (WORKER_ID_MAX + 32)
+
+/* hopper:worker:<id> holds the description; hopper:wcmd:<id> a command for it. */
+static void worker_keys(const char *id, char key[WORKER_KEY_MAX], char ckey[WORKER_KEY_MAX])
 {
-    char key[WORKER_ID_MAX + 32], sttl[24], snow[24];
-    snprintf(key, sizeof(key), "hopper:worker:%s", id);
+    snprintf(key, WORKER_KEY_MAX, "hopper:worker:%s", id);
+    snprintf(ckey, WORKER_KEY_MAX, "hopper:wcmd:%s", id);
+}
+
+static int redis_worker_beat(broker_t *b, const char *id, const char *info, int64_t ttl_ms,
+                             worker_command_t *cmd)
+{
+    char key[WORKER_KEY_MAX], ckey[WORKER_KEY_MAX], sttl[24], snow[24];
+    worker_keys(id, key, ckey);
     snprintf(sttl, sizeof(sttl), "%lld", (long long)ttl_ms);
     snprintf(snow, sizeof(snow), "%lld", (long long)hp_now_ms());
     const char *set[] = {"SET", key, info, "PX", sttl};
     const char *add[] = {"ZADD", "hopper:workers", snow, id};
-    rcmd_t cmds[2] = {{5, set, NULL}, {4, add, NULL}};
-    return run_pipeline(b, cmds, 2);
+    const char *take[] = {"GETDEL", ckey};
+    rcmd_t cmds[3];
+    size_t n = 0;
+    if (info) {
+        cmds[n++] = (rcmd_t){5, set, NULL};
+        cmds[n++] = (rcmd_t){4, add, NULL};
+    }
+    if (cmd)
+        cmds[n++] = (rcmd_t){2, take, NULL};
+    redisReply *r[3] = {NULL};
+    int err = broker__rconn_pipeline(conn_of(b), b, cmds, n, r);
+    for (size_t i = 0; i < n; i++)
+        if (!err)
+            err = broker__redis_reply_err(b, r[i]);
+    /* Taken is taken: the command counts even when the beat failed (e.g. OOM). */
+    if (cmd && r[n - 1] && r[n - 1]->type == REDIS_REPLY_STRING) {
+        const char *text = r[n - 1]->str;
+        *cmd = strcmp(text, "stop") == 0    ? WORKER_COMMAND_STOP
+               : strcmp(text, "quiet") == 0 ? WORKER_COMMAND_QUIET
+                                            : WORKER_COMMAND_NONE;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    return err;
 }
 
 static int redis_worker_gone(broker_t *b, const char *id)
 {
-    char key[WORKER_ID_MAX + 32];
-    snprintf(key, sizeof(key), "hopper:worker:%s", id);
-    const char *del[] = {"DEL", key};
+    char key[WORKER_KEY_MAX], ckey[WORKER_KEY_MAX];
+    worker_keys(id, key, ckey);
+    const char *del[] = {"DEL", key, ckey};
     const char *rem[] = {"ZREM", "hopper:workers", id};
-    rcmd_t cmds[2] = {{2, del, NULL}, {3, rem, NULL}};
+    rcmd_t cmds[2] = {{3, del, NULL}, {3, rem, NULL}};
     return run_pipeline(b, cmds, 2);
+}
+
+static int worker_not_found(broker_t *b, const char *id)
+{
+    return broker__error(b, HP_ENOTFOUND,
+                         "no worker %.128s: not registered (it stopped, or stopped beating)", id);
+}
+
+static int redis_worker_get(broker_t *b, const char *id, char **info)
+{
+    char key[WORKER_KEY_MAX], ckey[WORKER_KEY_MAX];
+    worker_keys(id, key, ckey);
+    redisReply *r = NULL;
+    int err = broker__rconn_command(conn_of(b), b, &r, 2, (const char *[]){"GET", key}, NULL);
+    if (err)
+        return err;
+    if (r->type == REDIS_REPLY_STRING)
+        *info = hp_strndup(r->str, r->len);
+    else if (r->type == REDIS_REPLY_NIL)
+        err = worker_not_found(b, id);
+    else
+        err = reply_err_or_unexpected(b, r, "GET hopper:worker");
+    freeReplyObject(r);
+    return err;
+}
+
+/* Not atomic with the check: a worker that leaves in between leaves a command
+ * nobody takes, which expires. A quiet never replaces a stop (NX). */
+static int redis_worker_command(broker_t *b, const char *id, worker_command_t cmd)
+{
+    char key[WORKER_KEY_MAX], ckey[WORKER_KEY_MAX], sttl[24];
+    worker_keys(id, key, ckey);
+    redisReply *r = NULL;
+    int err = broker__rconn_command(conn_of(b), b, &r, 2, (const char *[]){"EXISTS", key}, NULL);
+    if (err)
+        return err;
+    bool exists = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    if (r->type != REDIS_REPLY_INTEGER)
+        err = reply_err_or_unexpected(b, r, "EXISTS hopper:worker");
+    freeReplyObject(r);
+    if (err)
+        return err;
+    if (!exists)
+        return worker_not_found(b, id);
+    snprintf(sttl, sizeof(sttl), "%lld", (long long)WORKER_COMMAND_TTL_MS);
+    const char *set[] = {"SET", ckey, worker_command_name(cmd), "PX", sttl, "NX"};
+    rcmd_t one = {cmd == WORKER_COMMAND_QUIET ? 6 : 5, set, NULL};
+    return run_pipeline(b, &one, 1);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Workers whose info key expired are dropped from the index as they are found. */
@@ -966,11 +1052,15 @@ static int redis_workers(broker_t *b, char ***infos, size_t *n)
         freeReplyObject(ids);
         return 0;
     }
+    const char **sorted = hp_malloc(count * sizeof(*sorted));
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = ids->element[i]->str;
+    qsort(sorted, count, sizeof(*sorted), compare_strings);
     const char **argv = hp_malloc((count + 2) * sizeof(*argv));
-    char(*keys)[WORKER_ID_MAX + 32] = hp_malloc(count * sizeof(*keys));
+    char(*keys)[WORKER_KEY_MAX] = hp_malloc(count * sizeof(*keys));
     argv[0] = "MGET";
     for (size_t i = 0; i < count; i++) {
-        snprintf(keys[i], sizeof(keys[i]), "hopper:worker:%s", ids->element[i]->str);
+        snprintf(keys[i], sizeof(keys[i]), "hopper:worker:%s", sorted[i]);
         argv[1 + i] = keys[i];
     }
     redisReply *vals = NULL;
@@ -982,7 +1072,7 @@ static int redis_workers(broker_t *b, char ***infos, size_t *n)
         if (vals->element[i]->type == REDIS_REPLY_STRING)
             (*infos)[(*n)++] = hp_strdup(vals->element[i]->str);
         else
-            argv[gone++] = ids->element[i]->str;
+            argv[gone++] = sorted[i];
     }
     if (!err && gone > 2) {
         redisReply *r = NULL;
@@ -993,6 +1083,7 @@ static int redis_workers(broker_t *b, char ***infos, size_t *n)
         freeReplyObject(vals);
     hp_free(keys);
     hp_free(argv);
+    hp_free(sorted);
     freeReplyObject(ids);
     return err;
 }
@@ -1423,6 +1514,8 @@ static const broker_ops_t redis_ops = {
     .worker_beat = redis_worker_beat,
     .worker_gone = redis_worker_gone,
     .workers = redis_workers,
+    .worker_get = redis_worker_get,
+    .worker_command = redis_worker_command,
     .get = redis_get,
     .get_many = redis_get_many,
     .cancel = redis_cancel,

@@ -1315,6 +1315,62 @@ static void test_workers(void **state)
     GET("/v1/workers");
     expect_status(R, 200);
     assert_false(contains(R->body, "apitest-worker-1"));
+
+    /* An entry of 25 jobs as an older worker wrote it (no state, running, held):
+     * the list shows 20 and fills those in; one worker pages through all 25. */
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_appends(&sb, "{\"id\":\"apitest-worker-2\",\"queues\":[\"x\"],\"jobs\":[");
+    for (int i = 0; i < 25; i++)
+        hp_strbuf_printf(&sb, "%s{\"id\":\"job-%02d\",\"type\":\"t\"}", i ? "," : "", i);
+    hp_strbuf_appends(&sb, "]}");
+    size_t len;
+    char *big = hp_strbuf_steal(&sb, &len);
+    assert_int_equal(broker_worker_beat(B, "apitest-worker-2", big, 30000), 0);
+    hp_free(big);
+    GET("/v1/workers");
+    expect_status(R, 200);
+    doc = body_json(R);
+    json_t *w = json_array_get(json_object_get(doc, "workers"), 0);
+    assert_string_equal(json_string_value(json_object_get(w, "id")), "apitest-worker-2");
+    assert_string_equal(json_string_value(json_object_get(w, "state")), "running");
+    assert_int_equal(jnum(json_object_get(w, "held")), 25);
+    assert_int_equal(jnum(json_object_get(w, "running")), 25);
+    json_t *jobs = json_object_get(w, "jobs");
+    assert_int_equal(json_array_size(jobs), 20);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 19), "id")),
+                        "job-19");
+    json_decref(doc);
+    GET("/v1/workers/apitest-worker-2?offset=18&limit=5");
+    expect_status(R, 200);
+    doc = body_json(R);
+    jobs = json_object_get(doc, "jobs");
+    assert_int_equal(json_array_size(jobs), 5);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "id")),
+                        "job-18");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 4), "id")),
+                        "job-22");
+    json_decref(doc);
+    GET("/v1/workers/apitest-worker-2?offset=25");
+    expect_status(R, 200);
+    doc = body_json(R);
+    assert_int_equal(json_array_size(json_object_get(doc, "jobs")), 0);
+    assert_int_equal(jnum(json_object_get(doc, "held")), 25);
+    json_decref(doc);
+    GET("/v1/workers/apitest-worker-2?limit=501");
+    expect_problem(R, 400, "limit");
+    GET("/v1/workers/apitest-worker-2?offset=-3");
+    expect_problem(R, 400, "offset");
+    POST("/v1/workers/apitest-worker-2/quiet", NULL);
+    expect_status(R, 202);
+    worker_command_t cmd;
+    assert_int_equal(broker_worker_poll(B, "apitest-worker-2", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_QUIET);
+    assert_int_equal(broker_worker_gone(B, "apitest-worker-2"), 0);
+    GET("/v1/workers/apitest-worker-2");
+    expect_problem(R, 404, "not registered");
+    POST("/v1/workers/apitest-worker-2/stop", NULL);
+    expect_problem(R, 404, "not registered");
 }
 
 static void test_idempotency_key(void **state)
@@ -2769,6 +2825,44 @@ static void test_session_ends_with_its_token(void **state)
     json_decref(doc);
 }
 
+/* Reading workers takes read scope; quiet and stop take admin, and a refused one
+ * leaves no command behind. */
+static void test_auth_workers(void **state)
+{
+    (void)state;
+    broker_config_t bc = {.url = ARD.url};
+    broker_t *ab = NULL;
+    char *msg = NULL;
+    assert_int_equal(broker_open(&bc, &ab, &msg), 0);
+    assert_int_equal(broker_worker_beat(ab, "auth-host:7", "{\"id\":\"auth-host:7\"}", 30000), 0);
+    as(tok_read, "GET", "/v1/workers", NULL);
+    expect_status(R, 200);
+    as(tok_read, "GET", "/v1/workers/auth-host:7", NULL);
+    expect_status(R, 200);
+    as(tok_submit, "GET", "/v1/workers/auth-host:7", NULL);
+    expect_problem(R, 403, NULL);
+    as(NULL, "POST", "/v1/workers/auth-host:7/quiet", NULL);
+    expect_problem(R, 401, NULL);
+    static const char *const refused[] = {"quiet", "stop"};
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/workers/auth-host:7/%s", refused[i]);
+        as(tok_read, "POST", path, NULL);
+        expect_problem(R, 403, NULL);
+        as(tok_submit, "POST", path, NULL);
+        expect_problem(R, 403, NULL);
+    }
+    worker_command_t cmd;
+    assert_int_equal(broker_worker_poll(ab, "auth-host:7", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_NONE);
+    as(tok_admin, "POST", "/v1/workers/auth-host:7/stop", NULL);
+    expect_status(R, 202);
+    assert_int_equal(broker_worker_poll(ab, "auth-host:7", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_STOP);
+    assert_int_equal(broker_worker_gone(ab, "auth-host:7"), 0);
+    broker_close(ab);
+}
+
 static void test_auth_revoke(void **state)
 {
     (void)state;
@@ -2907,6 +3001,8 @@ int main(void)
         cmocka_unit_test(test_auth_revoke),
         cmocka_unit_test(test_session_login_csrf_audit),
         cmocka_unit_test(test_session_ends_with_its_token),
+        cmocka_unit_test(test_auth_workers),
+        cmocka_unit_test(test_auth_revoke),
         cmocka_unit_test(test_auth_rate_limit),
         cmocka_unit_test(test_auth_tokens_never_logged), /* last: stops AS */
     };

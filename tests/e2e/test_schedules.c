@@ -32,6 +32,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -768,6 +769,136 @@ static void test_api_changes_live(void **state)
     PASSED();
 }
 
+/* ---- next_fires ---- */
+
+/* The schedule's "next_fires" (and "next_fire") from an answer, as Unix ms; the
+ * count. Every one must be RFC 3339 in UTC ("Z"). */
+static size_t next_fires(json_t *schedule, int64_t *out, size_t cap, int64_t *next_fire)
+{
+    json_t *list = json_object_get(schedule, "next_fires");
+    assert_true(json_is_array(list));
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        const char *text = json_string_value(v);
+        assert_non_null(text);
+        assert_int_equal(text[strlen(text) - 1], 'Z');
+        assert_true(i < cap);
+        assert_int_equal(hp_parse_rfc3339_ms(text, &out[i]), 0);
+    }
+    json_t *nf = json_object_get(schedule, "next_fire");
+    *next_fire = 0;
+    if (json_is_string(nf))
+        assert_int_equal(hp_parse_rfc3339_ms(json_string_value(nf), next_fire), 0);
+    return json_array_size(list);
+}
+
+static json_t *schedule_named(json_t *list, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(list, "schedules"), i, v)
+    {
+        if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0)
+            return v;
+    }
+    fail_msg("GET /v1/schedules does not list %s", name);
+    return NULL;
+}
+
+/* GET /v1/schedules/{name} and GET /v1/schedules show the same next five fires,
+ * read in the schedule's zone; a paused schedule shows none. The zone is checked
+ * with the C library's own tables (TZ), not with the scheduler's code. */
+static void test_next_fires(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("nextfires");
+    server_t *api = server_start(NULL, (const char *const[]){"HOPPER_SCHEDULER=false", NULL});
+    http_res_t res;
+    char def[1024];
+    snprintf(def, sizeof(def),
+             "{\"cron\":\"30 2 * * *\",\"tz\":\"Europe/Berlin\",\"job\":{\"queue\":\"%s\","
+             "\"type\":\"t.sched\"}}",
+             q);
+    int64_t before = hp_now_ms();
+    http_ok(api, "PUT", "/v1/schedules/nf-berlin", def, 201, &res);
+    http_ok(api, "PUT", "/v1/schedules/nf-quarter", definition("*/15 * * * *", q, NULL), 201, &res);
+
+    http_ok(api, "GET", "/v1/schedules/nf-berlin", NULL, 200, &res);
+    json_t *one = json_loads(res.body, 0, NULL);
+    assert_non_null(one);
+    int64_t fires[8], next;
+    assert_int_equal(next_fires(one, fires, 8, &next), 5);
+    assert_true(next > before);
+    assert_int_equal(fires[0], next);
+    setenv("TZ", "Europe/Berlin", 1);
+    tzset();
+    struct tm prev = {0};
+    for (int i = 0; i < 5; i++) {
+        time_t t = (time_t)(fires[i] / 1000);
+        struct tm local;
+        localtime_r(&t, &local);
+        assert_int_equal(fires[i] % 1000, 0);
+        /* 02:30 local; 03:00 on the day the clocks skip 02:00-03:00 */
+        bool at_0230 = local.tm_hour == 2 && local.tm_min == 30;
+        bool skipped = local.tm_hour == 3 && local.tm_min == 0 && local.tm_isdst == 1;
+        if (!(at_0230 || skipped) || local.tm_sec != 0)
+            fail_msg("fire %d is %02d:%02d:%02d in Berlin", i, local.tm_hour, local.tm_min,
+                     local.tm_sec);
+        if (i > 0) { /* the next day, every time */
+            assert_true(fires[i] > fires[i - 1]);
+            struct tm day = prev;
+            day.tm_mday++;
+            day.tm_isdst = -1;
+            mktime(&day);
+            assert_int_equal(local.tm_year, day.tm_year);
+            assert_int_equal(local.tm_yday, day.tm_yday);
+        }
+        prev = local;
+    }
+    unsetenv("TZ");
+    tzset();
+
+    /* The list shows the same. */
+    http_ok(api, "GET", "/v1/schedules", NULL, 200, &res);
+    json_t *all = json_loads(res.body, 0, NULL);
+    assert_non_null(all);
+    int64_t again[8], next_again;
+    assert_int_equal(next_fires(schedule_named(all, "nf-berlin"), again, 8, &next_again), 5);
+    assert_memory_equal(again, fires, 5 * sizeof(int64_t));
+    int64_t quarter[8], qnext;
+    assert_int_equal(next_fires(schedule_named(all, "nf-quarter"), quarter, 8, &qnext), 5);
+    assert_int_equal(quarter[0], qnext);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(quarter[i] % (15 * 60 * 1000), 0);
+        if (i > 0)
+            assert_int_equal(quarter[i] - quarter[i - 1], 15 * 60 * 1000);
+    }
+    json_decref(all);
+    json_decref(one);
+
+    /* Paused: none, and no next fire; resumed: five again. */
+    http_ok(api, "POST", "/v1/schedules/nf-berlin/pause", NULL, 200, &res);
+    one = json_loads(res.body, 0, NULL);
+    assert_int_equal(next_fires(one, fires, 8, &next), 0);
+    assert_true(json_is_null(json_object_get(one, "next_fire")));
+    json_decref(one);
+    http_ok(api, "GET", "/v1/schedules/nf-berlin", NULL, 200, &res);
+    one = json_loads(res.body, 0, NULL);
+    assert_int_equal(next_fires(one, fires, 8, &next), 0);
+    json_decref(one);
+    http_ok(api, "POST", "/v1/schedules/nf-berlin/resume", NULL, 200, &res);
+    one = json_loads(res.body, 0, NULL);
+    assert_int_equal(next_fires(one, fires, 8, &next), 5);
+    assert_int_equal(fires[0], next);
+    assert_true(next > before);
+    json_decref(one);
+    http_ok(api, "DELETE", "/v1/schedules/nf-berlin", NULL, 200, &res);
+    http_ok(api, "DELETE", "/v1/schedules/nf-quarter", NULL, 200, &res);
+    PASSED();
+}
+
 /* ---- The CLI ---- */
 
 #define HOP(...) test_cli_run(&r, redis.url, (const char *const[]){__VA_ARGS__, NULL})
@@ -882,6 +1013,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_misfire_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_changes_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_fires, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

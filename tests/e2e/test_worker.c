@@ -25,8 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +38,7 @@
 
 #include "broker/broker.h"
 #include "tests/support/test_cli.h"
+#include "tests/support/test_proc.h"
 #include "tests/support/test_redis.h"
 
 #ifndef HOPPER_TEST_PLUGIN_DIR
@@ -66,6 +70,9 @@ extern char **environ;
 
 static test_redis_t redis;
 static broker_t *B;
+static test_proc_t api_server; /* `hopper server` on the same Redis, for the /v1/workers tests */
+static int api_port;
+static char api_blob_dir[64];
 
 /* ---- Small helpers ---- */
 
@@ -517,15 +524,41 @@ static int group_setup(void **state)
         hp_free(msg);
         return -1;
     }
-    return 0;
+    /* No tokens on this Redis, loopback: the server needs none. */
+    snprintf(api_blob_dir, sizeof(api_blob_dir), "/tmp/hopper-test-blobs-XXXXXX");
+    if (!mkdtemp(api_blob_dir))
+        return -1;
+    const char *argv[] = {HOPPER_BIN,          "server",     "--listen",   "127.0.0.1:0",
+                          "--redis",           redis.url,    "--threads",  "1",
+                          "--scheduler=false", "--blob-dir", api_blob_dir, NULL};
+    const char *env[] = {"HOPPER_LOG_LEVEL=info", "HOPPER_ADMIN_TOKEN=", NULL};
+    if (test_proc_start(&api_server, argv, env) ||
+        !test_proc_wait_log(&api_server, "(port ", START_WAIT_MS)) {
+        char *log = test_proc_log(&api_server);
+        fprintf(stderr, "hopper server did not serve:\n%s\n", log);
+        free(log);
+        return -1;
+    }
+    char *log = test_proc_log(&api_server);
+    api_port = atoi(strstr(log, "(port ") + strlen("(port "));
+    free(log);
+    return api_port > 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    int status = test_proc_stop(&api_server, STOP_WAIT_MS);
+    char *log = test_proc_log(&api_server);
+    bool clean = status == 0 && !strstr(log, "Sanitizer") && !strstr(log, "runtime error:");
+    if (!clean)
+        fprintf(stderr, "hopper server exited with status %d:\n%s\n", status, log);
+    free(log);
+    test_proc_cleanup(&api_server);
+    rmdir(api_blob_dir); /* nothing was uploaded */
     broker_close(B);
     test_redis_stop(&redis);
-    return 0;
+    return clean ? 0 : -1;
 }
 
 static int setup(void **state)
@@ -1298,6 +1331,406 @@ static void test_registry(void **state)
     PASSED();
 }
 
+/* ---- 11b. Operators through the HTTP API: /v1/workers ---- */
+
+/* One request to the API server, on a connection of its own; returns the status
+ * and, in *body (may be NULL), the answer as JSON (NULL if it is not JSON). */
+static int api(const char *method, const char *path, json_t **body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)api_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char head[512];
+    int n =
+        snprintf(head, sizeof(head),
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", method, path);
+    assert_true(n > 0 && n < (int)sizeof(head));
+    assert_int_equal(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (cap - len < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r >= 0); /* a timeout here: the server did not answer */
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    int status = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+    const char *end = strstr(buf, "\r\n\r\n");
+    assert_non_null(end);
+    if (body)
+        *body = json_loads(end + 4, 0, NULL);
+    free(buf);
+    return status;
+}
+
+/* GET path: must answer `want`; the body (json_decref it). */
+static json_t *api_expect(const char *method, const char *path, int want)
+{
+    json_t *body = NULL;
+    int status = api(method, path, &body);
+    if (status != want) {
+        char *text = body ? json_dumps(body, 0) : NULL;
+        fail_msg("%s %s: %d, expected %d: %s", method, path, status, want, text ? text : "");
+    }
+    return body;
+}
+
+static long jint(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v))
+        fail_msg("\"%s\" is not an integer", key);
+    return (long)json_integer_value(v);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    if (!v)
+        fail_msg("\"%s\" is not a string", key);
+    return v;
+}
+
+static bool serves_queue(json_t *w, const char *queue)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(w, "queues"), i, v)
+    {
+        if (strcmp(json_string_value(v), queue) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The entries of GET /v1/workers that serve `queue`, as a JSON array (decref). */
+static json_t *api_workers_of(const char *queue)
+{
+    json_t *all = api_expect("GET", "/v1/workers", 200);
+    json_t *mine = json_array();
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(all, "workers"), i, w)
+    {
+        if (serves_queue(w, queue))
+            json_array_append(mine, w);
+    }
+    json_decref(all);
+    return mine;
+}
+
+/* Polls GET /v1/workers/{id} until its state (NULL: any), running and held (-1:
+ * any) are as given; returns that answer. */
+static json_t *wait_worker(const char *id, const char *state, long running, long held)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/workers/%s", id);
+    int64_t end = hp_mono_ms() + WAIT_MS;
+    for (;;) {
+        json_t *w = api_expect("GET", path, 200);
+        if ((!state || strcmp(jstr(w, "state"), state) == 0) &&
+            (running < 0 || jint(w, "running") == running) && (held < 0 || jint(w, "held") == held))
+            return w;
+        if (hp_mono_ms() > end) {
+            char *text = json_dumps(w, 0);
+            fail_msg("worker %s never showed state %s, running %ld, held %ld; last: %s", id,
+                     state ? state : "*", running, held, text);
+        }
+        json_decref(w);
+        hp_sleep_ms(20);
+    }
+}
+
+/* The one worker process serving `queue`: its id, once it is registered. */
+static void only_worker_id(const char *queue, char id[WORKER_ID_MAX])
+{
+    int64_t end = hp_mono_ms() + WAIT_MS;
+    for (;;) {
+        json_t *mine = api_workers_of(queue);
+        size_t n = json_array_size(mine);
+        if (n == 1)
+            snprintf(id, WORKER_ID_MAX, "%s", jstr(json_array_get(mine, 0), "id"));
+        json_decref(mine);
+        if (n == 1)
+            return;
+        if (hp_mono_ms() > end)
+            fail_msg("%zu workers registered for %s, expected 1", n, queue);
+        hp_sleep_ms(20);
+    }
+}
+
+#define PAGES_THREADS  6
+#define PAGES_PREFETCH 4
+#define PAGES_JOBS     (PAGES_THREADS * PAGES_PREFETCH)
+
+/* A worker busy on all its threads shows them running; the jobs it holds page
+ * through GET /v1/workers/{id}, disjoint and complete; the list shows the first 20. */
+static void test_api_worker_jobs(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("apipages");
+    worker_t *w =
+        START_WORKER(q, 1, PAGES_THREADS, "--prefetch", "4", "--lease", "30s", "--grace", "1s");
+    jid_t ids[PAGES_JOBS];
+    for (int i = 0; i < PAGES_JOBS; i++)
+        ids[i] = ENQ(.queue = q, .type = "test.sleep", .payload = "{\"ms\":60000}");
+    char wid[WORKER_ID_MAX];
+    only_worker_id(q, wid);
+    json_t *one = wait_worker(wid, "running", PAGES_THREADS, PAGES_JOBS);
+    assert_int_equal(jint(one, "pid"), pid_of_worker_id(wid));
+    assert_int_equal(json_array_size(json_object_get(one, "jobs")), PAGES_JOBS); /* limit 50 */
+    json_decref(one);
+
+    /* Pages of 7: 7, 7, 7, 3, then none; running ones first. */
+    char seen[PAGES_JOBS][JOB_ID_MAX];
+    size_t nseen = 0;
+    for (int offset = 0; offset <= PAGES_JOBS; offset += 7) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v1/workers/%s?offset=%d&limit=7", wid, offset);
+        json_t *page = api_expect("GET", path, 200);
+        assert_int_equal(jint(page, "running"), PAGES_THREADS);
+        assert_int_equal(jint(page, "held"), PAGES_JOBS);
+        json_t *jobs = json_object_get(page, "jobs");
+        size_t want = PAGES_JOBS - offset < 7 ? (size_t)(PAGES_JOBS - offset) : 7;
+        assert_int_equal(json_array_size(jobs), want);
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+        {
+            const char *id = jstr(j, "id");
+            assert_string_equal(jstr(j, "type"), "test.sleep");
+            assert_true(json_is_string(json_object_get(j, "started_at")));
+            assert_int_equal(json_is_true(json_object_get(j, "running")), nseen < PAGES_THREADS);
+            for (size_t k = 0; k < nseen; k++)
+                if (strcmp(seen[k], id) == 0)
+                    fail_msg("job %s is on two pages", id);
+            snprintf(seen[nseen++], JOB_ID_MAX, "%s", id);
+        }
+        json_decref(page);
+    }
+    assert_int_equal(nseen, PAGES_JOBS);
+    for (int i = 0; i < PAGES_JOBS; i++) { /* each job we enqueued, and held by this worker */
+        bool listed = false;
+        for (size_t k = 0; k < nseen && !listed; k++)
+            listed = strcmp(seen[k], ids[i].s) == 0;
+        if (!listed)
+            fail_msg("job %s is on no page", ids[i].s);
+        job_t *j = get_job(ids[i].s);
+        assert_int_equal(j->state, JOB_STATE_ACTIVE);
+        assert_string_equal(j->worker, wid);
+        job_free(j);
+    }
+
+    /* The list: the same worker, its first 20 jobs in the same order. */
+    json_t *mine = api_workers_of(q);
+    assert_int_equal(json_array_size(mine), 1);
+    json_t *listed = json_array_get(mine, 0);
+    assert_string_equal(jstr(listed, "id"), wid);
+    assert_string_equal(jstr(listed, "state"), "running");
+    assert_int_equal(jint(listed, "running"), PAGES_THREADS);
+    assert_int_equal(jint(listed, "held"), PAGES_JOBS);
+    json_t *jobs = json_object_get(listed, "jobs");
+    assert_int_equal(json_array_size(jobs), 20);
+    for (size_t i = 0; i < 20; i++)
+        assert_string_equal(jstr(json_array_get(jobs, i), "id"), seen[i]);
+    json_decref(mine);
+
+    /* Bad input. */
+    static const char *const bad[] = {"limit=0", "limit=501", "limit=ten",
+                                      "limit=",  "offset=-1", "offset=1x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v1/workers/%s?%s", wid, bad[i]);
+        json_t *p = api_expect("GET", path, 400);
+        assert_int_equal(jint(p, "status"), 400);
+        json_decref(p);
+    }
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/workers/%s?limit=500", wid);
+    json_decref(api_expect("GET", path, 200));
+    json_decref(api_expect("GET", "/v1/workers/no-such-host:1", 404));
+    json_decref(api_expect("GET", "/v1/workers/bad%7Cid", 404));
+    json_decref(api_expect("POST", "/v1/workers/no-such-host:1/quiet", 404));
+    json_decref(api_expect("POST", "/v1/workers/no-such-host:1/stop", 404));
+
+    stop_worker_ok(w, STOP_WAIT_MS); /* the grace is 1 s: they go back */
+    for (int i = 0; i < PAGES_JOBS; i++)
+        expect_state(ids[i].s, JOB_STATE_WAITING);
+    snprintf(path, sizeof(path), "/v1/workers/%s", wid);
+    json_decref(api_expect("GET", path, 404));
+    PASSED();
+}
+
+/* quiet: the running jobs finish, the one leased but not started goes back, no new
+ * job is taken, and the process stays, registered as "quiet", not restarted. */
+static void test_api_quiet(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("apiquiet");
+    worker_t *w = START_WORKER(q, 1, 2, "--prefetch", "2", "--lease", "30s");
+    jid_t ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = ENQ(.queue = q, .type = "test.sleep", .payload = "{\"ms\":3000}");
+    char wid[WORKER_ID_MAX];
+    only_worker_id(q, wid);
+    json_t *before = wait_worker(wid, "running", 2, 3);
+    json_t *third = json_array_get(json_object_get(before, "jobs"), 2);
+    assert_false(json_is_true(json_object_get(third, "running")));
+    char next_in_line[JOB_ID_MAX];
+    snprintf(next_in_line, sizeof(next_in_line), "%s", jstr(third, "id"));
+    json_decref(before);
+
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/workers/%s/quiet", wid);
+    json_t *ok = api_expect("POST", path, 202);
+    assert_string_equal(jstr(ok, "id"), wid);
+    assert_string_equal(jstr(ok, "command"), "quiet");
+    json_decref(ok);
+    json_decref(wait_worker(wid, "quiet", -1, -1));
+
+    /* The one not started is given back unrun; the running ones finish. */
+    job_t *j = wait_state(next_in_line, JOB_STATE_WAITING, WAIT_MS);
+    assert_int_equal(j->attempts, 0);
+    assert_int_equal(j->nerrors, 0);
+    job_free(j);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(ids[i].s, next_in_line) != 0)
+            expect_state(ids[i].s, JOB_STATE_SUCCEEDED);
+    json_decref(wait_worker(wid, "quiet", 0, 0));
+
+    /* Idle threads, waiting jobs: a worker that takes jobs would have them in
+     * milliseconds. This one has 1.5 s and must not. */
+    jid_t later = ENQ(.queue = q, .type = "test.noop");
+    hp_sleep_ms(1500);
+    j = get_job(later.s);
+    if (j->state != JOB_STATE_WAITING)
+        show_job("a quiet worker took a job", j);
+    assert_int_equal(j->state, JOB_STATE_WAITING);
+    job_free(j);
+    j = get_job(next_in_line);
+    assert_int_equal(j->state, JOB_STATE_WAITING);
+    job_free(j);
+    /* Still there, the same process, quiet: the supervisor left it alone. */
+    json_t *after = wait_worker(wid, "quiet", 0, 0);
+    assert_int_equal(jint(after, "pid"), pid_of_worker_id(wid));
+    json_decref(after);
+    assert_true(worker_alive(w));
+    char *log = worker_log(w);
+    assert_int_equal(count_substr(log, ": serving "), 1);
+    assert_true(contains(log, "quiet (asked through the API)"));
+    assert_false(contains(log, "restarting"));
+    free(log);
+    json_decref(api_expect("POST", path, 202));  /* again: no harm */
+    cli_result_t *cli = hp_malloc(sizeof(*cli)); /* operators see it in `hopper workers` */
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", NULL});
+    assert_int_equal(cli->status, 0);
+    if (!strstr(cli->out, wid) || !strstr(cli->out, "(quiet)"))
+        fail_msg("hopper workers does not show %s as quiet:\n%s", wid, cli->out);
+    hp_free(cli);
+
+    stop_worker_ok(w, STOP_WAIT_MS);
+    expect_state(later.s, JOB_STATE_WAITING);
+    PASSED();
+}
+
+/* stop, sent to one process: the whole worker stops as on SIGTERM. Jobs finish in
+ * the grace or go back unrun; nothing is restarted; the registry empties. */
+static void test_api_stop(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("apistop");
+    worker_t *w = START_WORKER(q, 2, 2, "--prefetch", "1", "--lease", "30s", "--grace", "10s");
+    jid_t longer = ENQ(.queue = q, .type = "test.sleep", .payload = "{\"ms\":60000}");
+    jid_t ids[5];
+    for (int i = 0; i < 5; i++) /* 3 run with `longer`, 2 wait */
+        ids[i] = ENQ(.queue = q, .type = "test.sleep", .payload = "{\"ms\":4000}");
+    job_t *j = wait_state(longer.s, JOB_STATE_ACTIVE, WAIT_MS);
+    char holder[WORKER_ID_MAX];
+    snprintf(holder, sizeof(holder), "%s", j->worker);
+    job_free(j);
+    /* Both processes registered and running two each. */
+    char other[WORKER_ID_MAX] = "";
+    int64_t end = hp_mono_ms() + WAIT_MS;
+    for (;;) {
+        json_t *mine = api_workers_of(q);
+        long running = 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(mine, i, e)
+        {
+            running += jint(e, "running");
+            if (strcmp(jstr(e, "id"), holder) != 0)
+                snprintf(other, sizeof(other), "%s", jstr(e, "id"));
+        }
+        size_t n = json_array_size(mine);
+        json_decref(mine);
+        if (n == 2 && running == 4 && other[0])
+            break;
+        if (hp_mono_ms() > end)
+            fail_msg("%zu workers, %ld jobs running for %s; expected 2 and 4", n, running, q);
+        hp_sleep_ms(20);
+    }
+    pid_t pids[2] = {pid_of_worker_id(holder), pid_of_worker_id(other)};
+
+    /* The stop goes to the process that does not hold the long job. */
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/workers/%s/stop", other);
+    json_t *ok = api_expect("POST", path, 202);
+    assert_string_equal(jstr(ok, "command"), "stop");
+    json_decref(ok);
+    json_decref(wait_worker(holder, "stopping", -1, -1)); /* it runs the long job in the grace */
+
+    int status = worker_wait_exit(w, 60000);
+    if (status != 0)
+        fail_msg("worker exited with status %d after an API stop, expected 0", status);
+    for (int i = 0; i < 2; i++)
+        assert_true(kill(pids[i], 0) == -1 && errno == ESRCH);
+    j = get_job(longer.s); /* ran past the grace: back, unrun */
+    if (j->state != JOB_STATE_WAITING || j->nerrors != 0)
+        show_job("the long job", j);
+    assert_int_equal(j->state, JOB_STATE_WAITING);
+    assert_int_equal(j->nerrors, 0);
+    job_free(j);
+    int succeeded = 0;
+    for (int i = 0; i < 5; i++) { /* finished in the grace, or never started */
+        j = get_job(ids[i].s);
+        if ((j->state != JOB_STATE_SUCCEEDED && j->state != JOB_STATE_WAITING) || j->nerrors)
+            show_job("a short job", j);
+        assert_true(j->state == JOB_STATE_SUCCEEDED || j->state == JOB_STATE_WAITING);
+        assert_int_equal(j->nerrors, 0);
+        succeeded += j->state == JOB_STATE_SUCCEEDED;
+        job_free(j);
+    }
+    assert_true(succeeded >= 3); /* the three running ones had the grace to finish */
+    json_t *mine = api_workers_of(q);
+    assert_int_equal(json_array_size(mine), 0);
+    json_decref(mine);
+    snprintf(path, sizeof(path), "/v1/workers/%s", holder);
+    json_decref(api_expect("GET", path, 404));
+    char *log = worker_log(w);
+    assert_true(contains(log, "stop (asked through the API)"));
+    assert_true(contains(log, "told to stop through the API"));
+    assert_int_equal(count_substr(log, ": serving "), 2);
+    assert_false(contains(log, "restarting"));
+    free(log);
+    PASSED();
+}
+
 /* ---- 12. Fork isolation: a job's crash is its own ---- */
 
 static void test_fork_isolation(void **state)
@@ -1468,6 +1901,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_plugins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_worker_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_quiet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),

@@ -529,6 +529,73 @@ static void workers_register_and_expire(void **state)
     broker_queues_free(infos, n);
 }
 
+/* Listing is by id; one worker by id; commands are taken once, in the poll. */
+static void workers_get_sorted_and_commands(void **state)
+{
+    (void)state;
+    assert_int_equal(broker_worker_beat(b, "host-c:3", "{\"pid\":3}", 60000), 0);
+    assert_int_equal(broker_worker_beat(b, "host-b:2", "{\"pid\":2}", 60000), 0);
+    assert_int_equal(broker_worker_beat(b, "host-a:1", "{\"pid\":1}", 60000), 0);
+    char **infos;
+    size_t n;
+    assert_int_equal(broker_workers(b, &infos, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(infos[0], "{\"pid\":1}");
+    assert_string_equal(infos[1], "{\"pid\":2}");
+    assert_string_equal(infos[2], "{\"pid\":3}");
+    broker_queues_free(infos, n);
+
+    char *info = NULL;
+    assert_int_equal(broker_worker_get(b, "host-b:2", &info), 0);
+    assert_string_equal(info, "{\"pid\":2}");
+    hp_free(info);
+    assert_int_equal(broker_worker_get(b, "host-z:9", &info), HP_ENOTFOUND);
+    assert_null(info);
+    assert_non_null(strstr(broker_errmsg(b), "host-z:9"));
+    assert_int_equal(broker_worker_get(b, "bad|id", &info), HP_EINVAL);
+
+    /* No command: NONE. A command for an unknown worker: refused. */
+    worker_command_t cmd = WORKER_COMMAND_STOP;
+    assert_int_equal(broker_worker_poll(b, "host-a:1", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_NONE);
+    assert_int_equal(broker_worker_command(b, "host-z:9", WORKER_COMMAND_QUIET), HP_ENOTFOUND);
+    assert_int_equal(broker_worker_command(b, "host-a:1", WORKER_COMMAND_NONE), HP_EINVAL);
+
+    /* quiet, taken once; the beat in the same call rewrites the description */
+    assert_int_equal(broker_worker_command(b, "host-a:1", WORKER_COMMAND_QUIET), 0);
+    assert_int_equal(broker_worker_poll(b, "host-a:1", "{\"pid\":1,\"q\":1}", 60000, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_QUIET);
+    assert_int_equal(broker_worker_get(b, "host-a:1", &info), 0);
+    assert_string_equal(info, "{\"pid\":1,\"q\":1}");
+    hp_free(info);
+    assert_int_equal(broker_worker_poll(b, "host-a:1", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_NONE);
+
+    /* a later quiet does not replace a stop; a stop replaces a quiet */
+    assert_int_equal(broker_worker_command(b, "host-b:2", WORKER_COMMAND_STOP), 0);
+    assert_int_equal(broker_worker_command(b, "host-b:2", WORKER_COMMAND_QUIET), 0);
+    assert_int_equal(broker_worker_poll(b, "host-b:2", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_STOP);
+    assert_int_equal(broker_worker_command(b, "host-b:2", WORKER_COMMAND_QUIET), 0);
+    assert_int_equal(broker_worker_command(b, "host-b:2", WORKER_COMMAND_STOP), 0);
+    assert_int_equal(broker_worker_poll(b, "host-b:2", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_STOP);
+
+    /* gone takes a command nobody took with it */
+    assert_int_equal(broker_worker_command(b, "host-c:3", WORKER_COMMAND_STOP), 0);
+    assert_int_equal(broker_worker_gone(b, "host-c:3"), 0);
+    assert_int_equal(broker_worker_poll(b, "host-c:3", NULL, 0, &cmd), 0);
+    assert_int_equal(cmd, WORKER_COMMAND_NONE);
+    assert_string_equal(worker_command_name(WORKER_COMMAND_QUIET), "quiet");
+    assert_string_equal(worker_command_name(WORKER_COMMAND_STOP), "stop");
+
+    assert_int_equal(broker_worker_gone(b, "host-a:1"), 0);
+    assert_int_equal(broker_worker_gone(b, "host-b:2"), 0);
+    assert_int_equal(broker_workers(b, &infos, &n), 0);
+    assert_int_equal(n, 0);
+    broker_queues_free(infos, n);
+}
+
 static void three_failures_of_three_attempts_end_dead(void **state)
 {
     (void)state;
@@ -1042,6 +1109,7 @@ int main(void)
         cmocka_unit_test(release_gives_the_job_back_uncounted),
         cmocka_unit_test(progress_and_logs_are_kept_with_the_job),
         cmocka_unit_test(workers_register_and_expire),
+        cmocka_unit_test(workers_get_sorted_and_commands),
         cmocka_unit_test(three_failures_of_three_attempts_end_dead),
         cmocka_unit_test(exponential_backoff_grows_with_jitter),
         cmocka_unit_test(permanent_failure_is_dead_at_once),
