@@ -308,7 +308,7 @@ bool api_audit_prepare_list(api_req_t *ar)
             api_problem(ar, 400, "cursor: not one a listing gave out");
             return false;
         }
-        snprintf(q->cursor, sizeof(q->cursor), "%s", text);
+        snprintf(q->cursor, sizeof(q->cursor), "%.47s", text);
         q->has_cursor = true;
     }
     return true;
