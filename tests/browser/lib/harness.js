@@ -370,11 +370,25 @@ export class Hopper {
       await this.browser.close().catch(() => {});
       this.browser = null;
     }
+    const problems = [];
     for (const p of [...this.procs].reverse()) {
-      await p.stop().catch(() => {});
+      const status = await p.stop().catch((err) => `${err}`);
       everything.delete(p);
+      // Hopper's own processes must stop cleanly when asked, and (in the sanitizer
+      // build) without a report: the browser drives code no C test reaches.
+      if (!/^(server|worker)-/.test(p.name)) continue;
+      const text = p.text();
+      if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(text)) {
+        problems.push(`${p.name}: a sanitizer report:\n${text.slice(-4000)}`);
+      } else if (status !== 'exit 0') {
+        problems.push(`${p.name}: ${status} when stopped:\n${text.slice(-2000)}`);
+      }
     }
-    if (process.env.HOPPER_KEEP_LOGS) {
+    if (problems.length) {
+      process.exitCode = 1;
+      console.error(problems.join('\n'));
+    }
+    if (process.env.HOPPER_KEEP_LOGS || problems.length) {
       console.log(`logs kept in ${this.dir}`);
     } else {
       fs.rmSync(this.dir, {recursive: true, force: true});
