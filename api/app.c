@@ -161,13 +161,28 @@ static void generic_done(exec_task_t *t)
 
 /* ---- Authentication and authorization ---- */
 
-static void sha256_hex(const char *text, char out[65])
+void api_sha256_hex(const char *text, char out[65])
 {
     unsigned char md[32];
     unsigned int n = 0;
     EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL);
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+bool api_admin_token(const api_server_t *s, const char *token, token_info_t *info)
+{
+    if (!s->admin_token_hash[0])
+        return false;
+    char hash[65];
+    api_sha256_hex(token, hash);
+    if (CRYPTO_memcmp(hash, s->admin_token_hash, 64) != 0)
+        return false;
+    memset(info, 0, sizeof(*info));
+    snprintf(info->id, sizeof(info->id), "env-admin");
+    snprintf(info->name, sizeof(info->name), "HOPPER_ADMIN_TOKEN");
+    info->scope = TOKEN_SCOPE_ADMIN;
+    return true;
 }
 
 bool api_queue_allowed(const api_req_t *ar, const char *queue)
@@ -221,12 +236,8 @@ static bool authenticate(api_req_t *ar)
         return true;
     }
     const char *h = http_header(ar->http, "authorization");
-    if (!h && api_session_cookie(ar->http, ar->session_id)) {
-        /* A dashboard session: checked on the executor with the request's work. */
-        ar->has_session = ar->verify_session = true;
-        const char *csrf = http_header(ar->http, "x-csrf-token");
-        if (csrf && strlen(csrf) == SESSION_CSRF_LEN)
-            memcpy(ar->csrf, csrf, SESSION_CSRF_LEN + 1);
+    if (!h && api_session_read(ar)) {
+        ar->verify_session = true; /* checked on the executor with the request's work */
         return true;
     }
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
@@ -243,16 +254,9 @@ static bool authenticate(api_req_t *ar)
     }
     snprintf(ar->bearer, sizeof(ar->bearer), "%s", h + 7);
     ar->has_bearer = true;
-    if (s->admin_token_hash[0]) {
-        char hash[65];
-        sha256_hex(ar->bearer, hash);
-        if (CRYPTO_memcmp(hash, s->admin_token_hash, 64) == 0) {
-            snprintf(ar->token.id, sizeof(ar->token.id), "env-admin");
-            snprintf(ar->token.name, sizeof(ar->token.name), "HOPPER_ADMIN_TOKEN");
-            ar->token.scope = TOKEN_SCOPE_ADMIN;
-            ar->authorized = true;
-            return true;
-        }
+    if (api_admin_token(s, ar->bearer, &ar->token)) {
+        ar->authorized = true;
+        return true;
     }
     int64_t now = hp_mono_ms();
     for (size_t i = 0; i < TOKEN_CACHE_SIZE; i++) {
@@ -440,6 +444,8 @@ static bool cross_site(api_req_t *ar)
 {
     const char *site = http_header(ar->http, "sec-fetch-site");
     const char *origin = http_header(ar->http, "origin");
+    if (!site && !origin)
+        return false; /* not a browser: the common case, at no further cost */
     char cors[512];
     cors_headers(ar, cors, sizeof(cors));
     if (cors[0])

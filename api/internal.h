@@ -169,6 +169,10 @@ void api_set_json(api_req_t *ar, int status, char *json, size_t len);
 /* An HP_E* code from the broker as an HTTP status and problem. */
 void api_set_broker_error(api_req_t *ar, broker_t *b, int err);
 int api_status_for(int err);
+/* The SHA-256 of a string, as hex. */
+void api_sha256_hex(const char *text, char out[65]);
+/* Whether `token` is the server's HOPPER_ADMIN_TOKEN; then *info names it. */
+bool api_admin_token(const api_server_t *s, const char *token, token_info_t *info);
 /* Whether the request's token may use `queue` (every queue when auth is off). */
 bool api_queue_allowed(const api_req_t *ar, const char *queue);
 /* Sends the request to the executor (run, then finish or the generic answer). */
@@ -198,8 +202,9 @@ void api_schedule_run_pause(api_req_t *ar, broker_t *b);
 void api_schedule_run_trigger(api_req_t *ar, broker_t *b);
 
 /* ---- session.c ---- */
-/* The session cookie's value, when the request carries a well-formed one. */
-bool api_session_cookie(const http_req_t *req, char id[SESSION_ID_LEN + 1]);
+/* Reads the session cookie and the X-CSRF-Token sent with it into ar; whether
+ * there is a cookie. */
+bool api_session_read(api_req_t *ar);
 /* On the executor: the live session of ar->session_id (HP_ENOTFOUND: none). */
 int api_session_check(api_req_t *ar, broker_t *b, session_t *s);
 bool api_session_prepare(api_req_t *ar);

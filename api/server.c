@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,11 +299,7 @@ static void hash_admin_token(api_server_t *s)
         return;
     if (strlen(t) < 16)
         hp_warn("HOPPER_ADMIN_TOKEN is shorter than 16 characters: easy to guess");
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(t, strlen(t), md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(s->admin_token_hash + 2 * i, 3, "%02x", md[i]);
+    api_sha256_hex(t, s->admin_token_hash);
 }
 
 /* 1: tokens exist, 0: none, <0: the broker could not say. */

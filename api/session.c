@@ -18,7 +18,6 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "api/internal.h"
 
@@ -37,7 +36,8 @@ static void login_free(void *p)
 
 /* ---- Cookies ---- */
 
-bool api_session_cookie(const http_req_t *req, char id[SESSION_ID_LEN + 1])
+/* The session cookie's value, when the request carries a well-formed one. */
+static bool session_cookie(const http_req_t *req, char id[SESSION_ID_LEN + 1])
 {
     const char *h = http_header(req, "cookie");
     size_t nlen = strlen(COOKIE_NAME);
@@ -95,15 +95,6 @@ static void set_no_auth_json(api_req_t *ar)
     api_set_json(ar, 200, hp_strdup(body), sizeof(body) - 1);
 }
 
-static void sha256_hex(const char *text, char out[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 int api_session_check(api_req_t *ar, broker_t *b, session_t *s)
 {
     int err = broker_session_get(b, ar->session_id, s);
@@ -147,14 +138,9 @@ void api_session_run_login(api_req_t *ar, broker_t *b)
     }
     session_t s;
     memset(&s, 0, sizeof(s));
-    char hash[65];
-    sha256_hex(l->token, hash);
-    if (srv->admin_token_hash[0] && CRYPTO_memcmp(hash, srv->admin_token_hash, 64) == 0) {
+    if (api_admin_token(srv, l->token, &s.token)) {
         s.env_admin = true;
-        memcpy(s.admin_hash, hash, sizeof(s.admin_hash));
-        snprintf(s.token.id, sizeof(s.token.id), "env-admin");
-        snprintf(s.token.name, sizeof(s.token.name), "HOPPER_ADMIN_TOKEN");
-        s.token.scope = TOKEN_SCOPE_ADMIN;
+        memcpy(s.admin_hash, srv->admin_token_hash, sizeof(s.admin_hash));
     } else {
         int err = broker_token_verify(b, l->token, &s.token);
         if (err == HP_ENOTFOUND) {
@@ -183,13 +169,19 @@ void api_session_run_login(api_req_t *ar, broker_t *b)
 
 /* ---- GET and DELETE /v1/session ---- */
 
+bool api_session_read(api_req_t *ar)
+{
+    ar->has_session = session_cookie(ar->http, ar->session_id);
+    const char *csrf = http_header(ar->http, "x-csrf-token");
+    if (ar->has_session && csrf && strlen(csrf) == SESSION_CSRF_LEN)
+        memcpy(ar->csrf, csrf, SESSION_CSRF_LEN + 1);
+    return ar->has_session;
+}
+
 bool api_session_prepare(api_req_t *ar)
 {
-    ar->has_session = api_session_cookie(ar->http, ar->session_id);
+    api_session_read(ar);
     ar->secure = over_https(ar->http);
-    const char *csrf = http_header(ar->http, "x-csrf-token");
-    if (csrf && strlen(csrf) == SESSION_CSRF_LEN)
-        memcpy(ar->csrf, csrf, SESSION_CSRF_LEN + 1);
     return true;
 }
 
