@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "broker/broker.h"
 #include "tests/support/test_redis.h"
 
 static int free_port(void)
@@ -169,4 +170,14 @@ long long test_redis_int(const test_redis_t *r, const char *fmt, ...)
                                                       : -1;
     freeReplyObject(reply);
     return v;
+}
+
+broker_t *test_redis_broker(const test_redis_t *r, size_t max_payload)
+{
+    broker_t *b = NULL;
+    char *msg = NULL;
+    broker_config_t cfg = {.url = r->url, .max_payload = max_payload};
+    if (broker_open(&cfg, &b, &msg))
+        fail_msg("broker_open %s: %s", r->url, msg);
+    return b;
 }

@@ -29,6 +29,10 @@ long long test_redis_int(const test_redis_t *r, const char *fmt, ...);
 /* Runs redis-cli against it; returns its exit status. */
 int test_redis_cli(const test_redis_t *r, const char *args);
 
+/* A broker connection to it (payloads up to max_payload; 0: the default). Fails
+ * the test when it cannot open one. */
+struct broker_s *test_redis_broker(const test_redis_t *r, size_t max_payload);
+
 /* A queue name unique to this process and call, so tests never share state. */
 const char *test_queue_name(const char *prefix);
 

@@ -20,22 +20,12 @@
 static test_redis_t server;
 static broker_t *b;
 
-static broker_t *open_broker(void)
-{
-    broker_t *own = NULL;
-    char *msg = NULL;
-    broker_config_t cfg = {.url = server.url};
-    if (broker_open(&cfg, &own, &msg))
-        fail_msg("broker_open: %s", msg);
-    return own;
-}
-
 static int setup(void **state)
 {
     (void)state;
     if (test_redis_start(&server, NULL))
         return -1;
-    b = open_broker();
+    b = test_redis_broker(&server, 0);
     return 0;
 }
 
@@ -231,7 +221,7 @@ static void events_follow_a_job_through_its_life(void **state)
     (void)state;
     const char *q = test_queue_name("ev");
     const char *type = "odd\"ty\\pe/x"; /* needs JSON escaping both ways */
-    broker_t *ev = open_broker();
+    broker_t *ev = test_redis_broker(&server, 0);
     char *text = NULL;
     assert_int_equal(broker_events_next(ev, 100, &text), 0); /* subscribes, times out */
     assert_null(text);
@@ -312,7 +302,7 @@ static void events_timeout_keeps_the_connection(void **state)
 {
     (void)state;
     const char *q = test_queue_name("evt");
-    broker_t *ev = open_broker();
+    broker_t *ev = test_redis_broker(&server, 0);
     char *text = NULL;
     /* Several timeouts in a row, each shorter than a read would block... */
     for (int i = 0; i < 3; i++)

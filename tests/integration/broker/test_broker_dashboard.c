@@ -22,22 +22,12 @@
 static test_redis_t server;
 static broker_t *b;
 
-static broker_t *open_broker(size_t max_payload)
-{
-    broker_t *own = NULL;
-    char *msg = NULL;
-    broker_config_t cfg = {.url = server.url, .max_payload = max_payload};
-    if (broker_open(&cfg, &own, &msg))
-        fail_msg("broker_open: %s", msg);
-    return own;
-}
-
 static int setup(void **state)
 {
     (void)state;
     if (test_redis_start(&server, NULL))
         return -1;
-    b = open_broker(0);
+    b = test_redis_broker(&server, 0);
     return 0;
 }
 
@@ -704,7 +694,7 @@ static void retry_replaces_the_payload_byte_for_byte(void **state)
     assert_int_equal(broker_retry_with_payload(b, id, "{nope", 0), HP_EINVAL);
     assert_non_null(strstr(broker_errmsg(b), "payload"));
     assert_int_equal(broker_retry_with_payload(b, id, NULL, 0), HP_EINVAL);
-    broker_t *small = open_broker(64);
+    broker_t *small = test_redis_broker(&server, 64);
     char big[200];
     snprintf(big, sizeof(big), "\"%0150d\"", 0);
     assert_int_equal(broker_retry_with_payload(small, id, big, 0), HP_ETOOBIG);

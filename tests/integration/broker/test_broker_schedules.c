@@ -23,22 +23,12 @@
 static test_redis_t server;
 static broker_t *b;
 
-static broker_t *open_broker(void)
-{
-    broker_t *own = NULL;
-    char *msg = NULL;
-    broker_config_t cfg = {.url = server.url};
-    if (broker_open(&cfg, &own, &msg))
-        fail_msg("broker_open: %s", msg);
-    return own;
-}
-
 static int setup(void **state)
 {
     (void)state;
     if (test_redis_start(&server, NULL))
         return -1;
-    b = open_broker();
+    b = test_redis_broker(&server, 0);
     return 0;
 }
 
@@ -463,7 +453,7 @@ typedef struct racer_s {
 static void *race(void *arg)
 {
     racer_t *r = arg;
-    broker_t *own = open_broker();
+    broker_t *own = test_redis_broker(&server, 0);
     fire_spec_t f;
     fire_spec_init(&f, r->queue);
     for (int i = 0; i < TICKS && !r->err; i++) {
