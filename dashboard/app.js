@@ -125,6 +125,10 @@ function focusHeading() {
   const {path} = parseHash();
   if (path === lastPath) return;
   lastPath = path;
+  // A page renders its form before its data arrives: someone who already clicked
+  // into it and started typing keeps the focus (and the Enter they are about to press).
+  const active = document.activeElement;
+  if (active && active !== document.body && main.contains(active)) return;
   window.scrollTo(0, 0);
   const h1 = main.querySelector('h1');
   if (h1) h1.focus({preventScroll: true});

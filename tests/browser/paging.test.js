@@ -102,8 +102,23 @@ test('page through 100,000 jobs', {timeout: 240000}, withScreenshots(h, 'paging'
   await page.keyboard.press('Enter');
   await page.locator('.job-detail[data-state="waiting"]').waitFor();
   assert.match(await page.locator('h1').textContent(), new RegExp(mid));
+  // Typing into the search box while the list below it still loads: the page
+  // finishing its load must not take the focus (and the Enter) away. The list's
+  // request is held until the id is typed, so this does not depend on timing.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  const listUrl = /\/v1\/jobs\?/;
+  await page.route(listUrl, async (route) => { await held; await route.continue(); });
   await page.goBack();
   await page.fill('#job-id', '01ZZZZZZZZZZZZZZZZZZZZZZZZ-bulk');
+  release();
+  await page.waitForFunction(() => {
+    const el = document.querySelector('.job-list');
+    return el && el.dataset.page === '1' && !el.hasAttribute('aria-busy');
+  }, null, {polling: 'raf'});
+  await page.unroute(listUrl);
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), 'job-id',
+    'the search box keeps the focus');
   await page.keyboard.press('Enter');
   await page.locator('form[role="search"] .form-error', {hasText: /not found|no job/i}).waitFor();
   await h.shot(page);
