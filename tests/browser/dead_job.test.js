@@ -48,7 +48,7 @@ test('open a dead job, read its error, retry it, see it succeed', {timeout: 1200
   // shows that by itself (live events).
   fs.unlinkSync(flag);
   await page.click('button[data-action="retry"]');
-  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 20000});
+  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 60000});
   assert.match(await page.locator('.job-detail').textContent(), /"ok": true/, 'the result is shown');
   assert.equal(await page.locator('button[data-action="retry"]').count(), 0, 'no retry for a succeeded job');
   await h.shot(page, 'succeeded');
@@ -92,7 +92,7 @@ test('edit the payload of a dead job and retry it', {timeout: 120000}, withScree
   await area.fill('{"fail": false, "note": "fixed by hand", "big": 12345678901234567890}');
   await page.click('button[data-action="send-retry"]');
   await dialog.waitFor({state: 'detached'});
-  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 20000});
+  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 60000});
   const payload = await page.locator('.job-detail pre.json').first().textContent();
   assert.match(payload, /"note": "fixed by hand"/);
   assert.match(payload, /12345678901234567890/, 'a big integer keeps every digit');

@@ -27,7 +27,7 @@ async function watchCell(page, state, q = Q) {
   }, {sel: cell(state, q), key: `${q}/${state}`});
 }
 const seen = (page, state, q = Q) => page.evaluate((key) => window.__seen[key].map((v) => Number(v.replace(/\D/g, ''))), `${q}/${state}`);
-const countIs = (page, state, n, q = Q, timeout = 20000) =>
+const countIs = (page, state, n, q = Q, timeout = 60000) =>
   page.waitForFunction(({sel, n}) => {
     const el = document.querySelector(sel);
     return el && Number(el.textContent.replace(/\D/g, '')) === n;
@@ -51,7 +51,7 @@ test('the waiting count follows enqueues and a worker, without a reload', {timeo
 
   // The first job creates the queue: it appears by itself.
   await h.enqueue({queue: Q, type: 'test.sleep', payload: {ms: 150}});
-  await page.locator(cell('waiting')).waitFor({timeout: 10000});
+  await page.locator(cell('waiting')).waitFor({timeout: 60000});
   await countIs(page, 'waiting', 1);
   await watchCell(page, 'waiting');
 
@@ -91,7 +91,7 @@ test('a burst of events does not make the page fall behind', {timeout: 180000}, 
   const page = h.pages[0];
   const B = 'burst';
   await h.enqueue({queue: B, type: 'test.noop'});
-  await page.locator(cell('succeeded', B)).waitFor({timeout: 15000});
+  await page.locator(cell('succeeded', B)).waitFor({timeout: 60000});
   await h.startWorker(B, {processes: 2, threads: 8});
 
   // The page's main thread: the longest gap between animation frames while events pour in.

@@ -33,7 +33,7 @@ test('log in, see who is logged in, log out', {timeout: 90000}, withScreenshots(
   const who = await page.locator('#who').textContent();
   assert.match(who, /ops/, `the header names the token: ${who}`);
   assert.match(who, /admin/, `and its scope: ${who}`);
-  await page.locator('#live[data-status="live"]').waitFor({timeout: 10000});
+  await page.locator('#live[data-status="live"]').waitFor({timeout: 60000});
 
   // The session cookie: HttpOnly, SameSite=Strict, with an expiry; the token itself is
   // nowhere in the page, its storage or the cookie.
@@ -78,7 +78,7 @@ test('a server without tokens needs no login', {timeout: 60000}, async () => {
       assert.equal(await page.locator('#token').count(), 0, 'no login page');
       assert.equal(await page.locator('#logout').isVisible(), false, 'no logout button');
       assert.match(await page.locator('#who').textContent(), /no auth/);
-      await page.locator('#live[data-status="live"]').waitFor({timeout: 10000});
+      await page.locator('#live[data-status="live"]').waitFor({timeout: 60000});
       // Actions work without a session (and so without a CSRF token).
       await open.enqueue({queue: 'open', type: 'test.noop'}, {token: null});
       await page.goto(open.url('#/queue/open'));

@@ -73,7 +73,7 @@ for (const [label, width, height] of [['desktop', 1280, 900], ['phone', 390, 844
     await h.login(page, h.adminToken);
     for (const [name, hash, ready] of pagesToVisit()) {
       await page.goto(h.url(hash));
-      await page.locator(ready).first().waitFor({timeout: 15000});
+      await page.locator(ready).first().waitFor({timeout: 60000});
       await sleep(400);
       await h.assertNoOverflow(page, `${name} at ${width} px`);
       // Every <time> shows the viewer's zone, with UTC on hover.

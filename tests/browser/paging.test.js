@@ -40,7 +40,7 @@ test('page through 100,000 jobs', {timeout: 240000}, withScreenshots(h, 'paging'
 
   const page = await h.page();
   await h.login(page, h.adminToken);
-  await page.locator('a.count[data-queue="bulk"][data-state="waiting"]', {hasText: '100,000'}).waitFor({timeout: 15000});
+  await page.locator('a.count[data-queue="bulk"][data-state="waiting"]', {hasText: '100,000'}).waitFor({timeout: 60000});
 
   // The job browser, from the navigation.
   const tNav = Date.now();

@@ -11,7 +11,7 @@ after(() => h.stop());
 
 const Q = 'pq';
 const count = (page, state) => page.locator(`.count-value[data-queue="${Q}"][data-state="${state}"]`);
-const countIs = (page, state, n, timeout = 20000) => page.waitForFunction(({sel, n}) => {
+const countIs = (page, state, n, timeout = 60000) => page.waitForFunction(({sel, n}) => {
   const el = document.querySelector(sel);
   return el && Number(el.textContent.replace(/\D/g, '')) === n;
 }, {sel: `.count-value[data-queue="${Q}"][data-state="${state}"]`, n}, {timeout, polling: 50});

@@ -49,7 +49,7 @@ test('a read-scope login sees everything but no action button', {timeout: 120000
   ];
   for (const [hash, ready] of pages) {
     await page.goto(h.url(hash));
-    await page.locator(ready).first().waitFor({timeout: 10000});
+    await page.locator(ready).first().waitFor({timeout: 60000});
     await sleep(300); // let every request of the page land
     assert.equal(await actionButtons(page).count(), 0, `${hash}: no action button for read scope`);
     assert.equal(await page.locator('.banner-error').count(), 0, `${hash}: no error: ${await page.locator('.banner-error').allTextContents()}`);

@@ -36,19 +36,19 @@ test('trigger a schedule and follow its job', {timeout: 120000}, withScreenshots
   await notice.waitFor();
   const jobId = (await notice.textContent()).match(/job (\S+?)\.?(?:\s|×|$)/)[1];
   const run = card.locator('tbody tr', {hasText: 'triggered'});
-  await run.waitFor({timeout: 10000});
+  await run.waitFor({timeout: 60000});
   assert.match(await run.textContent(), new RegExp(jobId));
   await h.shot(page, 'triggered');
 
   // The single schedule's page shows the state of the jobs its runs made.
   await page.click(`section.schedule[data-schedule="${NAME}"] h2 a`);
   await page.locator('h1', {hasText: `Schedule ${NAME}`}).waitFor();
-  await page.locator('section.schedule tbody tr .state', {hasText: 'succeeded'}).waitFor({timeout: 15000});
+  await page.locator('section.schedule tbody tr .state', {hasText: 'succeeded'}).waitFor({timeout: 60000});
   await h.shot(page, 'one');
 
   // The job: it ran with the schedule's payload and links back.
   await page.click(`a[href="#/job/${encodeURIComponent(jobId)}"]`);
-  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 15000});
+  await page.locator('.job-detail[data-state="succeeded"]').waitFor({timeout: 60000});
   assert.match(await page.locator('.job-detail').textContent(), /"report": "nightly"/);
   await page.click(`.job-detail a[href="#/schedules/${NAME}"]`);
   await page.locator('h1', {hasText: `Schedule ${NAME}`}).waitFor();

@@ -42,19 +42,19 @@ test('page through a busy worker\'s jobs, quiet it, stop it', {timeout: 120000},
   await page.click('button[data-action="quiet"]');
   await page.locator('dialog[open]').waitFor();
   await page.locator('dialog[open] button', {hasText: 'Quiet it'}).click();
-  await page.locator('.badge', {hasText: 'quiet'}).waitFor({timeout: 10000});
+  await page.locator('.badge', {hasText: 'quiet'}).waitFor({timeout: 60000});
   const extra = await h.enqueue({queue: Q, type: 'test.noop'});
-  await page.locator('td', {hasText: 'It runs no job right now.'}).waitFor({timeout: 20000}); // the 60 finished
+  await page.locator('td', {hasText: 'It runs no job right now.'}).waitFor({timeout: 60000}); // the 60 finished
   assert.equal((await h.api('GET', `/v1/jobs/${extra.id}`)).state, 'waiting', 'a quiet worker takes no new job');
   await h.shot(page, 'quiet');
 
   // Stop: it leaves and its process exits.
   await page.click('button[data-action="stop"]');
   await page.locator('dialog[open] button', {hasText: 'Stop it'}).click();
-  await page.locator('.banner-error', {hasText: 'has left'}).waitFor({timeout: 20000});
+  await page.locator('.banner-error', {hasText: 'has left'}).waitFor({timeout: 60000});
   await until(() => worker.exited, {ms: 10000, what: 'the worker process to exit'});
   await page.click('#nav a[data-route="workers"]');
-  await page.locator('.empty-state', {hasText: 'No worker is running'}).waitFor({timeout: 10000});
+  await page.locator('.empty-state', {hasText: 'No worker is running'}).waitFor({timeout: 60000});
   await h.shot(page);
 
   // Both are in the audit log.
