@@ -240,9 +240,9 @@ export class Hopper {
   }
 
   // `hopper worker --queues Q --plugins testhandlers.so`, serving.
-  async startWorker(queues, {processes = 1, threads = 4, args = []} = {}) {
+  async startWorker(queues, {processes = 1, threads = 4, args = [], plugins = TESTHANDLERS} = {}) {
     const n = this.workers.length;
-    const p = this.track(new Proc(`worker-${n}`, [HOPPER_BIN, 'worker', '--queues', queues, '--plugins', TESTHANDLERS,
+    const p = this.track(new Proc(`worker-${n}`, [HOPPER_BIN, 'worker', '--queues', queues, '--plugins', plugins,
       '--processes', String(processes), '--threads', String(threads), '--redis', this.redisUrl,
       '--blob-dir', path.join(this.dir, 'worker-blobs'), '--grace', '2s', ...args],
     {env: this.hopperEnv(), logDir: this.dir}));
@@ -342,7 +342,7 @@ export class Hopper {
     await page.fill('#token', token);
     await page.keyboard.press('Enter');
     await page.locator('#nav').waitFor({state: 'visible'});
-    await page.locator('#live[data-status="live"]').waitFor({timeout: 10000});
+    await page.locator('#live[data-status="live"]').waitFor({timeout: 60000});
   }
 
   async shot(page, label) {
