@@ -7,6 +7,11 @@
  * each event to every loop; a loop passes it to its SSE clients and wakes its
  * long polls. Pub/sub is best effort, so a long poll also looks again every
  * second: an event missed while subscribing delays the answer, never loses it.
+ *
+ * When the subscription fails (Redis unreachable) every SSE client is told with an
+ * event of its own, "stream" {"state":"interrupted"}, and again with "resumed" once
+ * it is back: events published in between are gone, so a client re-reads the
+ * state it shows. A client connecting during the outage hears "interrupted" first.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -32,6 +37,8 @@ struct job_waiter_s {
     job_waiter_t *next;
     bool closing;
 };
+
+static bool sse_send_one(sse_client_t *c, const char *json, const char *event);
 
 /* ---- Listener count: the subscriber runs only while it is above zero ---- */
 
@@ -62,6 +69,17 @@ static void hand_to_loops(api_server_t *s, const char *json)
     }
 }
 
+/* The subscription's health changed: tell every SSE client (a "stream" event). */
+static void set_interrupted(api_server_t *s, bool interrupted)
+{
+    if (atomic_exchange(&s->events_interrupted, interrupted) == interrupted)
+        return;
+    char json[96];
+    snprintf(json, sizeof(json), "{\"event\":\"stream\",\"state\":\"%s\",\"at\":%lld}",
+             interrupted ? "interrupted" : "resumed", (long long)hp_now_ms());
+    hand_to_loops(s, json);
+}
+
 static void events_main(void *arg)
 {
     api_server_t *s = arg;
@@ -83,12 +101,14 @@ static void events_main(void *arg)
             char *msg = NULL;
             if (broker_open(&bc, &b, &msg) != 0) {
                 hp_free(msg);
+                set_interrupted(s, true);
                 hp_sleep_ms(500);
                 continue;
             }
         }
         char *json = NULL;
         int rc = broker_events_next(b, 250, &json);
+        set_interrupted(s, rc < 0);
         if (rc == 1) {
             hand_to_loops(s, json);
             hp_free(json);
@@ -270,28 +290,40 @@ void api_events_finish(api_req_t *ar)
     http_stream_begin(req, 200, "text/event-stream", "X-Accel-Buffering: no\r\n");
     static const char hello[] = "retry: 2000\n: connected\n\n";
     http_stream_write(req, hello, sizeof(hello) - 1, SSE_MAX_QUEUED);
+    if (atomic_load(&l->server->events_interrupted)) {
+        char json[96];
+        snprintf(json, sizeof(json), "{\"event\":\"stream\",\"state\":\"interrupted\",\"at\":%lld}",
+                 (long long)hp_now_ms());
+        sse_send_one(c, json, "stream");
+    }
 }
 
+/* Writes one event to one client; false when the client is too far behind. */
+static bool sse_send_one(sse_client_t *c, const char *json, const char *event)
+{
+    char head[96];
+    int n = snprintf(head, sizeof(head),
+                     "id: %llu\nevent: %.32s\ndata: ", (unsigned long long)++c->seq, event);
+    hp_strbuf_t sb;
+    hp_strbuf_init(&sb, 0);
+    hp_strbuf_append(&sb, head, (size_t)n);
+    hp_strbuf_appends(&sb, json);
+    hp_strbuf_appends(&sb, "\n\n");
+    bool ok = http_stream_write(c->ar->http, sb.data, sb.len, SSE_MAX_QUEUED);
+    hp_strbuf_cleanup(&sb);
+    return ok;
+}
+
+/* A job event to the clients that may see its queue; queue NULL: to every client. */
 static void sse_send(api_loop_t *l, const char *json, const char *event, const char *queue)
 {
     sse_client_t *c = l->sse;
     while (c) {
         sse_client_t *next = c->next;
-        bool wanted =
-            (!c->queue[0] || strcmp(c->queue, queue) == 0) && api_queue_allowed(c->ar, queue);
-        if (wanted) {
-            char head[96];
-            int n = snprintf(head, sizeof(head),
-                             "id: %llu\nevent: %s\ndata: ", (unsigned long long)++c->seq, event);
-            hp_strbuf_t sb;
-            hp_strbuf_init(&sb, 0);
-            hp_strbuf_append(&sb, head, (size_t)n);
-            hp_strbuf_appends(&sb, json);
-            hp_strbuf_appends(&sb, "\n\n");
-            if (!http_stream_write(c->ar->http, sb.data, sb.len, SSE_MAX_QUEUED))
-                sse_end(l, c);
-            hp_strbuf_cleanup(&sb);
-        }
+        bool wanted = !queue || ((!c->queue[0] || strcmp(c->queue, queue) == 0) &&
+                                 api_queue_allowed(c->ar, queue));
+        if (wanted && !sse_send_one(c, json, event))
+            sse_end(l, c);
         c = next;
     }
 }
@@ -340,6 +372,8 @@ void api_events_deliver(api_loop_t *l)
         const char *id = json_string_value(json_object_get(doc, "id"));
         if (event && queue && l->sse)
             sse_send(l, events[i], event, queue);
+        else if (event && strcmp(event, "stream") == 0 && l->sse)
+            sse_send(l, events[i], event, NULL);
         if (id && l->waiters)
             wake_waiters(l, id);
         json_decref(doc);

@@ -142,7 +142,8 @@ struct api_server_s {
     _Atomic bool stopping;
     /* event subscriber */
     uv_thread_t events_thread;
-    _Atomic int listeners; /* SSE clients and long polls, across loops */
+    _Atomic int listeners;           /* SSE clients and long polls, across loops */
+    _Atomic bool events_interrupted; /* the event subscription failed and is not back yet */
     pthread_mutex_t listeners_lock;
     pthread_cond_t listeners_cond;
     struct blobstore_s *blobs;

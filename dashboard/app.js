@@ -196,10 +196,14 @@ function wireLiveIndicator() {
   const text = el.querySelector('.live-text');
   live.onStatus((status, rate) => {
     el.dataset.status = status;
-    let label = {live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', off: 'offline'}[status] || status;
+    let label = {live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', off: 'offline',
+      interrupted: 'no live updates: Redis unreachable'}[status] || status;
     if (status === 'live' && rate >= 1) label += ` · ${rate >= 1000 ? `${(rate / 1000).toFixed(1)}k` : Math.round(rate)} events/s`;
     text.textContent = label;
-    el.title = status === 'live' ? 'Updates arrive through the live event stream' : 'The live event stream is not connected; retrying';
+    el.title = {
+      live: 'Updates arrive through the live event stream',
+      interrupted: 'The server cannot reach Redis, so no events arrive; what is shown may be old. It resumes by itself.',
+    }[status] || 'The live event stream is not connected; retrying';
   });
 }
 

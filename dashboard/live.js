@@ -6,7 +6,9 @@
 // events are best effort and some (retried, canceled, deleted) do not say which state
 // the job left. A count is the truth of the last refetch plus the moves of events
 // newer than that refetch (applyMoves): an event the refetch already saw is not
-// counted twice.
+// counted twice. When the server's own event subscription fails (Redis unreachable)
+// it says so with a "stream" event: the status becomes 'interrupted' until it
+// resumes, and the batch after that has `resync` set, since events were missed.
 
 const FLUSH_MS = 250;
 const EVENT_NAMES = ['enqueued', 'started', 'progress', 'succeeded', 'failed', 'dead', 'canceled', 'retried', 'deleted'];
@@ -29,7 +31,7 @@ const MOVES = {
 const UNSURE = new Set(['canceled', 'retried', 'deleted']);
 
 let source = null;
-let status = 'off'; // off | connecting | live | reconnecting
+let status = 'off'; // off | connecting | live | reconnecting | interrupted
 let batch = newBatch();
 let flushTimer = 0;
 let reconnectTimer = 0;
@@ -43,7 +45,7 @@ let onLost = null; // called when the stream fails: the app checks the session
 
 function newBatch() {
   // moves: [queue, state left or null, state entered or null, at (server ms)]
-  return {events: 0, moves: [], jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, kinds: {}};
+  return {events: 0, moves: [], jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, resync: false, kinds: {}};
 }
 
 // The server's clock, as the events tell it: skew = the largest (event time - time
@@ -135,6 +137,25 @@ function onEvent(msg) {
   scheduleFlush();
 }
 
+// The stream's own news: its events stopped ("interrupted": the server lost Redis)
+// or came back ("resumed": what happened in between was not sent, so re-read).
+function onStream(msg) {
+  let e;
+  try {
+    e = JSON.parse(msg.data);
+  } catch {
+    return;
+  }
+  if (e && e.state === 'interrupted') {
+    setStatus('interrupted');
+  } else if (e && e.state === 'resumed') {
+    setStatus('live');
+    batch.resync = true;
+    batch.events++;
+    scheduleFlush();
+  }
+}
+
 function open() {
   clearTimeout(reconnectTimer);
   reconnectTimer = 0;
@@ -161,6 +182,7 @@ function open() {
       setStatus('reconnecting'); // the browser reconnects by itself (retry: from the server)
     }
   });
+  es.addEventListener('stream', onStream);
   es.addEventListener('message', onEvent);
   for (const name of EVENT_NAMES) es.addEventListener(name, onEvent);
 }

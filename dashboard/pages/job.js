@@ -192,7 +192,7 @@ export async function render(root, ctx, [id]) {
   // Live: an event for this job refetches it (at most 4 times a second, as the
   // events come batched); an active job is also refetched every 2 s for its progress.
   ctx.live((batch) => {
-    if (batch.jobs.has(id) || batch.overflow) load();
+    if (batch.jobs.has(id) || batch.overflow || batch.resync) load();
   });
   ctx.every(2000, () => {
     if (job && (job.state === 'active' || job.state === 'waiting')) load();

@@ -128,9 +128,10 @@ export async function render(root, ctx) {
       if (!q) unknown = true;
       else if (applyMoves(batch, name, q.counts, q.since)) updateRow(q);
     }
-    // A new queue, or an event that does not say where the job came from: ask for
-    // the truth soon (at most once a second).
-    if ((unknown || batch.unsure.size) && !soon) {
+    // A new queue, an event that does not say where the job came from, or events
+    // missed while the stream was interrupted: ask for the truth soon (at most once
+    // a second).
+    if ((unknown || batch.unsure.size || batch.resync) && !soon) {
       soon = true;
       ctx.after(1000, () => {
         soon = false;

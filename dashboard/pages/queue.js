@@ -113,9 +113,9 @@ export async function render(root, ctx, [name], query) {
   // Counts: moved by events at once, refetched every few seconds as the truth.
   let soon = false;
   ctx.live((batch) => {
-    if (!batch.queues.has(name)) return;
+    if (!batch.queues.has(name) && !batch.resync) return;
     if (applyMoves(batch, name, q.counts, since)) show();
-    if (batch.unsure.has(name) && !soon) { // the events do not say where those jobs were
+    if ((batch.unsure.has(name) || batch.resync) && !soon) { // the events do not say where those jobs were
       soon = true;
       ctx.after(1000, () => {
         soon = false;

@@ -1,7 +1,8 @@
 // Live counts: the overview shows the empty state, then a queue's waiting count goes up
 // as jobs are enqueued from outside the page (plain HTTP, like curl) and down as a
 // worker drains them, all without reloading the page. Then a burst of events (tens of
-// thousands of jobs through a fast worker) must not make the page fall behind.
+// thousands of jobs through a fast worker) must not make the page fall behind. And
+// when Redis goes away and comes back, the page says so and goes on by itself.
 
 import {test, after} from 'node:test';
 import assert from 'node:assert/strict';
@@ -136,4 +137,33 @@ test('a burst of events does not make the page fall behind', {timeout: 180000}, 
   await h.shot(page);
   assert.equal(await page.evaluate(() => window.__marker), 'still here');
   h.assertClean(page, [LOGIN_401, /status of 404/]);
+}));
+
+test('Redis goes away and comes back: the page says so, keeps the session, and goes on', {timeout: 120000}, withScreenshots(h, 'redis-down', async () => {
+  const page = h.pages[0];
+  await page.evaluate(() => { location.hash = '#/'; }); // the same page: no reload (the marker stays)
+  await page.locator(cell('waiting')).waitFor({timeout: 60000});
+  await page.locator('#live[data-status="live"]').waitFor({timeout: 60000});
+  const before = (await h.queue(Q)).counts.waiting;
+  await countIs(page, 'waiting', before);
+
+  await h.killRedis();
+  // The live indicator says the events stopped and why; the page is still logged in
+  // (a 503 is no reason to show the login).
+  await page.locator('#live[data-status="interrupted"]', {hasText: 'Redis unreachable'}).waitFor({timeout: 60000});
+  await page.locator('.card', {hasText: 'is unreachable'}).first().waitFor({timeout: 60000}); // the next refetch failed
+  assert.equal(await page.locator('#token').count(), 0, 'no login form');
+  assert.equal(await page.locator('#nav').isVisible(), true);
+  await h.shot(page, 'down');
+
+  await h.restartRedis();
+  await page.locator('#live[data-status="live"]').waitFor({timeout: 60000});
+  // Events flow again: a job enqueued now moves the count, with no reload.
+  const scheduled = (await h.queue(Q)).counts.scheduled;
+  await h.enqueue({queue: Q, type: 'test.noop', delay_ms: 3600000}); // scheduled: no worker takes it
+  await countIs(page, 'scheduled', scheduled + 1);
+  assert.equal(await page.locator('#token').count(), 0, 'still logged in after Redis came back');
+  await h.shot(page, 'back');
+  assert.equal(await page.evaluate(() => window.__marker), 'still here');
+  h.assertClean(page, [LOGIN_401, /status of 404/, /status of 503/, /ERR_CONNECTION|net::/]);
 }));

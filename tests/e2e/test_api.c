@@ -652,14 +652,41 @@ static void body_string(const resp_t *r, const char *key, char *out, size_t len)
 }
 
 /* Enqueues one job over HTTP; its id into id. */
-static void enqueue(const char *queue, const char *extra_json, char *id, size_t len)
+static void enqueue_with(int port, const char *queue, const char *extra_json, char *id, size_t len)
 {
     char body[1024];
     snprintf(body, sizeof(body), "{\"queue\":\"%s\",\"type\":\"t\",\"payload\":{\"n\":1}%s%s}",
              queue, extra_json ? "," : "", extra_json ? extra_json : "");
-    POST("/v1/jobs", body);
+    http(port, "POST", "/v1/jobs", NULL, body);
     expect_status(R, 201);
     body_string(R, "id", id, len);
+}
+
+static void enqueue(const char *queue, const char *extra_json, char *id, size_t len)
+{
+    enqueue_with(S.port, queue, extra_json, id, len);
+}
+
+/* Opens GET /v1/events?queue=<queue> on c and returns once an event came through
+ * it. The subscription starts with the first listener and pub/sub is best effort
+ * at its start, so jobs are enqueued until one's event arrives. */
+static void sse_open_live(conn_t *c, int port, const char *queue)
+{
+    conn_open(c, port);
+    char req[256];
+    snprintf(req, sizeof(req), "GET /v1/events?queue=%s HTTP/1.1\r\nHost: t\r\n\r\n", queue);
+    assert_true(conn_sends(c, req));
+    if (!read_until(c, ": connected", IO_WAIT_MS))
+        fail_msg("no SSE stream opened: %s", c->buf ? c->buf : "(nothing)");
+    assert_true(contains(c->buf, "text/event-stream"));
+    char id[128] = "";
+    bool got = false;
+    for (int i = 0; i < 10 && !got; i++) {
+        enqueue_with(port, queue, NULL, id, sizeof(id));
+        got = read_until(c, id, 1000);
+    }
+    if (!got)
+        fail_msg("no event for job %s on the SSE stream: %s", id, c->buf ? c->buf : "");
 }
 
 /* counts.<state> of GET /v1/queues/q. */
@@ -1940,24 +1967,9 @@ static void test_sse_events(void **state)
     (void)state;
     const char *q = test_queue_name("sse");
     conn_t c;
-    conn_open(&c, S.port);
-    char req[256];
-    snprintf(req, sizeof(req), "GET /v1/events?queue=%s HTTP/1.1\r\nHost: t\r\n\r\n", q);
-    assert_true(conn_sends(&c, req));
-    if (!read_until(&c, ": connected", IO_WAIT_MS))
-        fail_msg("no SSE stream opened: %s", c.buf ? c.buf : "(nothing)");
-    assert_true(contains(c.buf, "text/event-stream"));
-    /* The subscription starts with the first listener: give it a moment, and
-     * enqueue until an event arrives (pub/sub is best effort at its start). */
-    char id[128] = "";
-    bool got = false;
-    for (int i = 0; i < 10 && !got; i++) {
-        enqueue(q, NULL, id, sizeof(id));
-        got = read_until(&c, id, 1000);
-    }
-    if (!got)
-        fail_msg("no event for job %s on the SSE stream: %s", id, c.buf ? c.buf : "");
+    sse_open_live(&c, S.port, q);
     assert_true(contains(c.buf, "event: enqueued"));
+    char id[128];
     /* Another queue's jobs are not sent. */
     char other[128];
     enqueue(test_queue_name("sse-other"), NULL, other, sizeof(other));
@@ -2281,8 +2293,21 @@ static void test_redis_down_and_back(void **state)
     const char *job = "{\"queue\":\"down\",\"type\":\"t\"}";
     http(s.port, "POST", "/v1/jobs", NULL, job);
     expect_status(R, 201);
+    /* An event stream, subscribed (an event came through). */
+    conn_t sse;
+    sse_open_live(&sse, s.port, "down");
 
     test_redis_stop(&rd);
+    /* The stream says its events are interrupted; one opened now hears it first. */
+    if (!read_until(&sse, "\"state\":\"interrupted\"", 10000))
+        fail_msg("no interrupted event on the stream: %s", sse.buf ? sse.buf : "");
+    assert_true(contains(sse.buf, "event: stream"));
+    conn_t late;
+    conn_open(&late, s.port);
+    assert_true(conn_sends(&late, "GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n"));
+    if (!read_until(&late, "\"state\":\"interrupted\"", IO_WAIT_MS))
+        fail_msg("a stream opened during the outage: %s", late.buf ? late.buf : "");
+    conn_close(&late);
     int64_t t0 = hp_mono_ms();
     http(s.port, "POST", "/v1/jobs", NULL, job);
     if (hp_mono_ms() - t0 > 8000)
@@ -2327,6 +2352,18 @@ static void test_redis_down_and_back(void **state)
         fail_msg("%d of 30 requests failed after the server had recovered", failed_after_first);
     }
     print_message("recovered %lld ms after Redis came back\n", (long long)(hp_mono_ms() - t_back));
+    /* The stream resumed, and events flow on it again. */
+    if (!read_until(&sse, "\"state\":\"resumed\"", 10000))
+        fail_msg("no resumed event on the stream: %s", sse.buf ? sse.buf : "");
+    char id[128];
+    bool got = false;
+    for (int i = 0; i < 10 && !got; i++) {
+        enqueue_with(s.port, "down", NULL, id, sizeof(id));
+        got = read_until(&sse, id, 1000);
+    }
+    if (!got)
+        fail_msg("no event after the stream resumed: %s", sse.buf ? sse.buf : "");
+    conn_close(&sse);
     server_stop_clean(&s);
     server_cleanup(&s);
     test_redis_stop(&rd);

@@ -71,26 +71,29 @@ export async function until(fn, {ms = 10000, every = 50, what = 'condition'} = {
   }
 }
 
-function redisPing(port) {
+// One inline command to Redis; resolves to its first reply line, or null when Redis
+// does not answer within timeoutMs.
+function redisCall(port, command, timeoutMs = 500) {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     let buf = '';
-    sock.setTimeout(500);
-    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.setTimeout(timeoutMs);
+    sock.on('connect', () => sock.write(`${command}\r\n`));
     sock.on('data', (d) => {
       buf += d;
       if (buf.includes('\r\n')) {
         sock.destroy();
-        resolve(buf.startsWith('+PONG'));
+        resolve(buf.slice(0, buf.indexOf('\r\n')));
       }
     });
-    sock.on('error', () => resolve(false));
+    sock.on('error', () => resolve(null));
     sock.on('timeout', () => {
       sock.destroy();
-      resolve(false);
+      resolve(null);
     });
   });
 }
+const redisPing = async (port) => (await redisCall(port, 'PING')) === '+PONG';
 
 class Proc {
   constructor(name, argv, {env = {}, logDir}) {
@@ -184,17 +187,36 @@ export class Hopper {
   async startRedis() {
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort();
-      const p = this.track(new Proc(`redis-${port}`, ['redis-server', '--port', String(port), '--bind', '127.0.0.1',
-        '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning', '--daemonize', 'no'], {logDir: this.dir}));
-      const ok = await until(async () => p.exited ? 'exited' : (await redisPing(port)) && 'up', {ms: 5000, what: 'redis-server'}).catch(() => 'timeout');
-      if (ok === 'up') {
+      if (await this.runRedis(port)) {
         this.redisPort = port;
         this.redisUrl = `redis://127.0.0.1:${port}`;
         return;
       }
-      p.killNow();
     }
     throw new Error('could not start redis-server');
+  }
+
+  // redis-server on port with this world's directory (a dump.rdb there is loaded);
+  // true once it answers.
+  async runRedis(port) {
+    const p = this.track(new Proc(`redis-${port}-${this.procs.length}`, ['redis-server', '--port', String(port), '--bind', '127.0.0.1',
+      '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning', '--daemonize', 'no'], {logDir: this.dir}));
+    const ok = await until(async () => p.exited ? 'exited' : (await redisPing(port)) && 'up', {ms: 5000, what: 'redis-server'}).catch(() => 'timeout');
+    if (ok !== 'up') p.killNow();
+    else this.redis = p;
+    return ok === 'up';
+  }
+
+  // A Redis outage: what Redis holds is saved (so sessions and jobs outlive it), then
+  // the process is killed. restartRedis() brings it back on the same port.
+  async killRedis() {
+    assert.equal(await redisCall(this.redisPort, 'SAVE', 10000), '+OK', 'redis SAVE');
+    this.redis.killNow();
+    await this.redis.exit;
+  }
+
+  async restartRedis() {
+    assert.ok(await this.runRedis(this.redisPort), `redis-server did not come back on port ${this.redisPort}`);
   }
 
   hopperEnv(extra = {}) {
