@@ -127,6 +127,15 @@ static bool integer_field(json_t *obj, const char *name, double min, double max,
     return true;
 }
 
+/* The body is parsed with JSON_ALLOW_NUL so that a \u0000 gets an error naming its
+ * field (jansson's own names its flag): the payload's check refuses it (plugins read
+ * payloads with jansson, which refuses it), and the fields read as C strings refuse
+ * it here, where it would cut them short without a word. */
+static bool has_nul(json_t *str)
+{
+    return strlen(json_string_value(str)) != json_string_length(str);
+}
+
 static bool string_field(json_t *obj, const char *name, bool required, const char **out, char *err,
                          size_t errlen)
 {
@@ -138,6 +147,10 @@ static bool string_field(json_t *obj, const char *name, bool required, const cha
     }
     if (!json_is_string(v)) {
         snprintf(err, errlen, "%s: expected a string", name);
+        return false;
+    }
+    if (has_nul(v)) {
+        snprintf(err, errlen, "%s: must not contain \\u0000", name);
         return false;
     }
     *out = json_string_value(v);
@@ -163,7 +176,7 @@ static bool backoff_field(json_t *obj, backoff_t *b, char *err, size_t errlen)
         return true;
     const char *kind = NULL;
     if (json_is_string(v)) {
-        kind = json_string_value(v);
+        kind = has_nul(v) ? "\\u0000" : json_string_value(v);
     } else if (json_is_object(v)) {
         if (!string_field(v, "type", false, &kind, err, errlen))
             return false;
@@ -210,8 +223,8 @@ static bool tags_field(json_t *obj, job_spec_json_t *js, char *err, size_t errle
     js->tags = hp_calloc(n ? n : 1, sizeof(*js->tags));
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_array_get(v, i);
-        if (!json_is_string(t)) {
-            snprintf(err, errlen, "tags[%zu]: expected a string", i);
+        if (!json_is_string(t) || has_nul(t)) {
+            snprintf(err, errlen, "tags[%zu]: expected a string without \\u0000", i);
             return false;
         }
         js->tags[i] = json_string_value(t);
@@ -300,7 +313,8 @@ static int from_object(json_t *obj, const char *raw, size_t rawlen, job_spec_jso
 static json_t *load(const char *body, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    json_t *doc = json_loadb(
+        body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &jerr);
     if (!doc)
         snprintf(err, errlen, "the body is not valid JSON: %s at line %d column %d", jerr.text,
                  jerr.line, jerr.column);

@@ -52,13 +52,21 @@ static int check_fields(json_t *obj, char *err, size_t errlen)
     return 0;
 }
 
+/* Definitions are parsed with JSON_ALLOW_NUL so that a \u0000 gets an error naming
+ * its field (the template's payload check refuses it; the strings read here as C
+ * strings refuse it too) rather than jansson's, which names its flag. */
+static bool has_nul(json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v);
+}
+
 static int enum_field(json_t *obj, const char *name, const char *a, const char *b, int *out,
                       char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, name);
     if (!v || json_is_null(v))
         return 0;
-    const char *text = json_string_value(v);
+    const char *text = has_nul(v) ? NULL : json_string_value(v);
     if (text && strcmp(text, a) == 0)
         *out = 0;
     else if (text && strcmp(text, b) == 0)
@@ -75,11 +83,12 @@ static int read_definition(json_t *obj, schedule_t *s, char *err, size_t errlen)
     int rc = check_fields(obj, err, errlen);
     if (rc)
         return rc;
-    const char *cron = json_string_value(json_object_get(obj, "cron"));
+    json_t *cron_v = json_object_get(obj, "cron");
+    const char *cron = has_nul(cron_v) ? NULL : json_string_value(cron_v);
     if (!cron)
         return refuse(err, errlen, "cron: required, a cron expression like \"*/5 * * * *\"");
     json_t *tz = json_object_get(obj, "tz");
-    if (tz && !json_is_null(tz) && !json_is_string(tz))
+    if (tz && !json_is_null(tz) && (!json_is_string(tz) || has_nul(tz)))
         return refuse(err, errlen, "tz: expected an IANA zone name like \"Europe/Berlin\"");
     s->cron = hp_strdup(cron);
     s->tz = hp_strdup(json_is_string(tz) ? json_string_value(tz) : "UTC");
@@ -171,7 +180,7 @@ int sched_schedule_from_json(const char *name, const char *text, size_t len, int
                              schedule_t **out, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!doc) {
         *out = NULL;
         return refuse(err, errlen, "the body is not valid JSON: %s at line %d column %d", jerr.text,
@@ -211,7 +220,7 @@ char *sched_schedule_to_json(const schedule_t *s)
     if (sched_cron_parse(s->cron, &e, NULL) == 0)
         sched_cron_explain(&e, words, sizeof(words));
     json_object_set_new(o, "explain", json_string(words));
-    json_t *job = json_loads(s->job ? s->job : "null", JSON_DECODE_ANY, NULL);
+    json_t *job = json_loads(s->job ? s->job : "null", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     json_object_set_new(o, "job", job ? job : json_null());
     json_object_set_new(o, "queue", json_string(s->queue));
     json_object_set_new(o, "paused", json_boolean(s->paused));

@@ -1454,6 +1454,14 @@ static void test_bad_input(void **state)
         {"{\"queue\":\"a b\",\"type\":\"t\"}", "queue"},
         {"{\"queue\":\"\",\"type\":\"t\"}", "queue"},
         {"{\"queue\":\"a\",\"type\":\"t\",\"queue\":\"b\"}", "queue"},
+        /* \u0000 is valid JSON but refused: in a payload (the plugins read payloads
+         * with jansson, which refuses it) and in the fields Hopper reads as names */
+        {"{\"queue\":\"a\",\"type\":\"t\",\"payload\":{\"s\":\"a\\u0000b\"}}", "\\u0000"},
+        {"{\"queue\":\"a\\u0000b\",\"type\":\"t\"}", "queue"},
+        {"{\"queue\":\"a\",\"type\":\"t\\u0000x\"}", "type"},
+        {"{\"queue\":\"a\",\"type\":\"t\",\"tags\":[\"x\\u0000\"]}", "tags"},
+        {"{\"queue\":\"a\",\"type\":\"t\",\"backoff\":\"fixed\\u0000\"}", "backoff"},
+        {"{\"queue\":\"a\",\"type\":\"t\",\"unique_key\":\"k\\u0000\"}", "unique_key"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         print_message("bad input %zu: %s\n", i, cases[i].body);
