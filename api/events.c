@@ -12,23 +12,43 @@
  * event of its own, "stream" {"state":"interrupted"}, and again with "resumed" once
  * it is back: events published in between are gone, so a client re-reads the
  * state it shows. A client connecting during the outage hears "interrupted" first.
+ *
+ * With ?coalesce=<duration> a client gets no message per job event but a
+ * "summary" at most that often (see summary.c); stream events still go at once.
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/summary.h"
 
 #define SSE_MAX_QUEUED   (1 << 20) /* a client this far behind is dropped */
 #define SSE_KEEPALIVE_MS 15000
 #define WAIT_RECHECK_MS  1000
+#define COALESCE_MIN_MS  100
+#define COALESCE_MAX_MS  10000
 
 struct sse_client_s {
     api_req_t *ar;
     char queue[JOB_QUEUE_NAME_MAX + 1]; /* "" : every queue the token may see */
     uint64_t seq;
+    api_summary_t *summary; /* ?coalesce=: events fold in here... */
+    int64_t coalesce_ms;
+    int64_t next_summary_ms; /* ...and go out as one message from then on (monotonic) */
     sse_client_t *next;
 };
+
+/* What GET /v1/events asked for, from prepare to finish. */
+typedef struct events_opts_s {
+    int64_t coalesce_ms;
+} events_opts_t;
+
+/* A job event's fields, read once per loop. */
+typedef struct event_fields_s {
+    const char *event, *queue, *id, *state;
+    int64_t at;
+} event_fields_t;
 
 struct job_waiter_s {
     api_req_t *ar;
@@ -237,6 +257,7 @@ static void sse_end(api_loop_t *l, sse_client_t *c)
     req->data = NULL;
     http_stream_end(req);
     api_req_free(ar);
+    api_summary_free(c->summary);
     hp_free(c);
 }
 
@@ -266,6 +287,21 @@ bool api_events_prepare(api_req_t *ar)
         }
         memcpy(ar->queue, queue, strlen(queue) + 1); /* valid: at most 64 */
     }
+    char coalesce[32];
+    bool coalesce_named = strncmp(q, "coalesce=", 9) == 0 || strstr(q, "&coalesce=") != NULL;
+    if (api_query(ar, "coalesce", coalesce, sizeof(coalesce)) || coalesce_named) {
+        int64_t ms = -1;
+        if (!api_query(ar, "coalesce", coalesce, sizeof(coalesce)) ||
+            hp_parse_duration_ms(coalesce, &ms) != 0 || ms < COALESCE_MIN_MS ||
+            ms > COALESCE_MAX_MS) {
+            api_problem(ar, 400, "coalesce: a duration from 100ms to 10s, like 250ms");
+            return false;
+        }
+        events_opts_t *o = hp_calloc(1, sizeof(*o));
+        o->coalesce_ms = ms;
+        ar->state = o;
+        ar->state_free = hp_free;
+    }
     return true;
 }
 
@@ -282,6 +318,11 @@ void api_events_finish(api_req_t *ar)
     sse_client_t *c = hp_calloc(1, sizeof(*c));
     c->ar = ar;
     snprintf(c->queue, sizeof(c->queue), "%s", ar->queue);
+    const events_opts_t *opts = ar->state;
+    if (opts && opts->coalesce_ms > 0) {
+        c->summary = api_summary_new();
+        c->coalesce_ms = opts->coalesce_ms;
+    }
     c->next = l->sse;
     l->sse = c;
     ar->abandon = sse_abandon;
@@ -314,16 +355,37 @@ static bool sse_send_one(sse_client_t *c, const char *json, const char *event)
     return ok;
 }
 
-/* A job event to the clients that may see its queue; queue NULL: to every client. */
-static void sse_send(api_loop_t *l, const char *json, const char *event, const char *queue)
+/* A job event to the clients that may see its queue (folded into the summary of
+ * those that coalesce); queue NULL: a stream event, to every client at once. */
+static void sse_send(api_loop_t *l, const char *json, const event_fields_t *f)
 {
     sse_client_t *c = l->sse;
     while (c) {
         sse_client_t *next = c->next;
-        bool wanted = !queue || ((!c->queue[0] || strcmp(c->queue, queue) == 0) &&
-                                 api_queue_allowed(c->ar, queue));
-        if (wanted && !sse_send_one(c, json, event))
+        bool wanted = !f->queue || ((!c->queue[0] || strcmp(c->queue, f->queue) == 0) &&
+                                    api_queue_allowed(c->ar, f->queue));
+        if (wanted && f->queue && c->summary)
+            api_summary_add(c->summary, f->event, f->queue, f->id, f->state, f->at);
+        else if (wanted && !sse_send_one(c, json, f->event))
             sse_end(l, c);
+        c = next;
+    }
+}
+
+/* Each coalescing client's summary, when it has one and its interval is over. */
+static void sse_send_summaries(api_loop_t *l, int64_t now)
+{
+    sse_client_t *c = l->sse;
+    while (c) {
+        sse_client_t *next = c->next;
+        if (c->summary && !api_summary_empty(c->summary) && now >= c->next_summary_ms) {
+            char *json = api_summary_take(c->summary);
+            c->next_summary_ms = now + c->coalesce_ms;
+            bool ok = sse_send_one(c, json, "summary");
+            hp_free(json);
+            if (!ok)
+                sse_end(l, c);
+        }
         c = next;
     }
 }
@@ -367,21 +429,25 @@ void api_events_deliver(api_loop_t *l)
             continue;
         }
         json_t *doc = json_loads(events[i], 0, NULL);
-        const char *event = json_string_value(json_object_get(doc, "event"));
-        const char *queue = json_string_value(json_object_get(doc, "queue"));
-        const char *id = json_string_value(json_object_get(doc, "id"));
-        if (event && queue && l->sse)
-            sse_send(l, events[i], event, queue);
-        else if (event && strcmp(event, "stream") == 0 && l->sse)
-            sse_send(l, events[i], event, NULL);
-        if (id && l->waiters)
-            wake_waiters(l, id);
+        event_fields_t f = {
+            .event = json_string_value(json_object_get(doc, "event")),
+            .queue = json_string_value(json_object_get(doc, "queue")),
+            .id = json_string_value(json_object_get(doc, "id")),
+            .state = json_string_value(json_object_get(doc, "state")),
+            .at = (int64_t)json_number_value(json_object_get(doc, "at")),
+        };
+        bool stream = f.event && strcmp(f.event, "stream") == 0;
+        if (f.event && (f.queue || stream) && l->sse)
+            sse_send(l, events[i], &f);
+        if (f.id && l->waiters)
+            wake_waiters(l, f.id);
         json_decref(doc);
         hp_free(events[i]);
     }
     hp_free(events);
-    static _Thread_local int64_t last_ping;
     int64_t now = hp_mono_ms();
+    sse_send_summaries(l, now);
+    static _Thread_local int64_t last_ping;
     if (now - last_ping >= SSE_KEEPALIVE_MS) {
         last_ping = now;
         sse_keepalive(l);

@@ -1,29 +1,29 @@
-// The live feed: one EventSource on GET /v1/events for the whole dashboard. Events are
-// never rendered one by one: each is folded into a batch (the count moves of each
-// queue, the last event of each job, totals), and the batch is handed to the pages
-// at most FLUSH_MS apart, so 5,000 events a second cost four small DOM updates a
-// second. The pages also refetch the truth (GET /v1/queues) every few seconds, since
+// The live feed: one EventSource on GET /v1/events?coalesce=250ms for the whole
+// dashboard. The server does not send each job event: it sends a "summary" at most
+// every 250 ms (per queue: how many events of each kind, by the state each left its
+// job in, and the span of their times; the first 100 job ids), so a burst of 100,000
+// events a second costs the page four small messages a second. Summaries (and the
+// stream's own news) are folded into a batch handed to the pages at most FLUSH_MS
+// apart. The pages also refetch the truth (GET /v1/queues) every few seconds, since
 // events are best effort and some (retried, canceled, deleted) do not say which state
-// the job left. A count is the truth of the last refetch plus the moves of events
-// newer than that refetch (applyMoves): an event the refetch already saw is not
-// counted twice. When the server's own event subscription fails (Redis unreachable)
-// it says so with a "stream" event: the status becomes 'interrupted' until it
-// resumes, and the batch after that has `resync` set, since events were missed.
+// the job left. A count is the truth of the last refetch plus the moves newer than
+// that refetch (applyMoves): what the refetch already saw is not counted twice. When
+// the server's own event subscription fails (Redis unreachable) it says so with a
+// "stream" event: the status becomes 'interrupted' until it resumes, and the batch
+// after that has `resync` set, since events were missed.
 
-const FLUSH_MS = 250;
-const EVENT_NAMES = ['enqueued', 'started', 'progress', 'succeeded', 'failed', 'dead', 'canceled', 'retried', 'deleted'];
-const MAX_JOBS_PER_BATCH = 2000;
-const MAX_MOVES_PER_BATCH = 50000;
+const EVENTS_URL = '/v1/events?coalesce=250ms';
+const FLUSH_MS = 50;
 
 // event -> [state it left, state it entered]; null when the event does not say.
 const MOVES = {
-  enqueued: (e) => [null, e.state || 'waiting'],
+  enqueued: (state) => [null, state || 'waiting'],
   started: () => ['waiting', 'active'],
   succeeded: () => ['active', 'succeeded'],
   failed: () => ['active', 'failed'],
   dead: () => ['active', 'dead'],
   canceled: () => [null, 'canceled'],
-  retried: (e) => [null, e.state || 'waiting'],
+  retried: (state) => [null, state || 'waiting'],
   deleted: () => [null, null],
   progress: () => [null, null],
 };
@@ -44,8 +44,11 @@ const statusListeners = new Set();
 let onLost = null; // called when the stream fails: the app checks the session
 
 function newBatch() {
-  // moves: [queue, state left or null, state entered or null, at (server ms)]
-  return {events: 0, moves: [], jobs: new Map(), queues: new Set(), unsure: new Set(), overflow: false, resync: false, kinds: {}};
+  // moves: [queue, state left or null, state entered or null, how many, first and
+  // last event time (server ms)]; jobs: ids the events were about (overflow: and
+  // others); perQueue: queue -> how many events.
+  return {events: 0, moves: [], jobs: new Set(), perQueue: new Map(), queues: new Set(), unsure: new Set(),
+    overflow: false, resync: false, kinds: {}};
 }
 
 // The server's clock, as the events tell it: skew = the largest (event time - time
@@ -68,14 +71,18 @@ export function serverNow() {
   return Date.now() + (Number.isFinite(s) ? s : 0);
 }
 
-// Applies the batch's moves for queue q to counts ({state: n}), skipping events at or
-// before `since` (server ms: when the counts were fetched). Returns whether any applied.
+// Applies the batch's moves for queue q to counts ({state: n}), leaving out events at
+// or before `since` (server ms: when the counts were fetched). A summary whose span
+// straddles `since` counts in proportion to the part after it (the refetch every few
+// seconds mends the estimate). Returns whether any applied.
 export function applyMoves(batch, q, counts, since = 0) {
   let changed = false;
-  for (const [queue, from, to, at] of batch.moves) {
-    if (queue !== q || at <= since) continue;
-    if (from) counts[from] = Math.max(0, (counts[from] || 0) - 1);
-    if (to) counts[to] = (counts[to] || 0) + 1;
+  for (const [queue, from, to, n, first, last] of batch.moves) {
+    if (queue !== q || last <= since) continue;
+    const k = first > since ? n : Math.round((n * (last - since)) / Math.max(1, last - first));
+    if (!k) continue;
+    if (from) counts[from] = Math.max(0, (counts[from] || 0) - k);
+    if (to) counts[to] = (counts[to] || 0) + k;
     changed = true;
   }
   return changed;
@@ -105,35 +112,34 @@ function flush() {
   }
 }
 
-function onEvent(msg) {
+function onSummary(msg) {
   let e;
   try {
     e = JSON.parse(msg.data);
   } catch {
     return;
   }
-  if (!e || typeof e !== 'object') return;
-  const kind = e.event || msg.type;
-  rateCount++;
+  if (!e || typeof e !== 'object' || typeof e.count !== 'number') return;
+  rateCount += e.count;
   const b = batch;
-  b.events++;
-  b.kinds[kind] = (b.kinds[kind] || 0) + 1;
-  const at = typeof e.at === 'number' ? e.at : Date.parse(e.at) || 0;
-  if (at) sampleSkew(at);
-  if (typeof e.queue === 'string') {
-    b.queues.add(e.queue);
-    const move = MOVES[kind];
-    if (move) {
-      const [from, to] = move(e);
-      if ((from || to) && b.moves.length < MAX_MOVES_PER_BATCH) b.moves.push([e.queue, from, to, at]);
-      else if (from || to) b.unsure.add(e.queue);
+  b.events += e.count;
+  if (typeof e.to === 'number') sampleSkew(e.to);
+  for (const [queue, sum] of Object.entries(e.queues || {})) {
+    b.queues.add(queue);
+    b.perQueue.set(queue, (b.perQueue.get(queue) || 0) + (sum.count || 0));
+    for (const [kind, byState] of Object.entries(sum.events || {})) {
+      const move = MOVES[kind];
+      if (UNSURE.has(kind) || !move) b.unsure.add(queue);
+      for (const [state, n] of Object.entries(byState)) {
+        b.kinds[kind] = (b.kinds[kind] || 0) + n;
+        const [from, to] = move ? move(state === 'none' ? null : state) : [null, null];
+        if (from || to) b.moves.push([queue, from, to, n, sum.from, sum.to]);
+      }
     }
-    if (UNSURE.has(kind)) b.unsure.add(e.queue);
   }
-  if (typeof e.id === 'string') {
-    if (b.jobs.size < MAX_JOBS_PER_BATCH || b.jobs.has(e.id)) b.jobs.set(e.id, e);
-    else b.overflow = true;
-  }
+  for (const id of e.jobs || []) b.jobs.add(id);
+  if (e.jobs_omitted) b.overflow = true;
+  if (e.queues_omitted) b.resync = true; // queues this summary had no room for
   scheduleFlush();
 }
 
@@ -161,7 +167,7 @@ function open() {
   reconnectTimer = 0;
   if (source) source.close();
   setStatus(status === 'off' ? 'connecting' : 'reconnecting');
-  const es = new EventSource('/v1/events', {withCredentials: true});
+  const es = new EventSource(EVENTS_URL, {withCredentials: true});
   source = es;
   es.addEventListener('open', () => {
     if (source !== es) return;
@@ -183,8 +189,7 @@ function open() {
     }
   });
   es.addEventListener('stream', onStream);
-  es.addEventListener('message', onEvent);
-  for (const name of EVENT_NAMES) es.addEventListener(name, onEvent);
+  es.addEventListener('summary', onSummary);
 }
 
 export function start({lost} = {}) {

@@ -162,9 +162,7 @@ export function jobList(ctx, opts) {
   // counted, and "Refresh" shows them.
   ctx.live((batch) => {
     if (!opts.queue || !batch.queues.has(opts.queue)) return;
-    let n = 0;
-    for (const e of batch.jobs.values()) if (e.queue === opts.queue) n++;
-    changed += n;
+    changed += batch.perQueue.get(opts.queue) || 0;
     if (!loading && el.dataset.loadMs) status.textContent = statusText(Number(el.dataset.count), Number(el.dataset.loadMs), 1);
   });
 

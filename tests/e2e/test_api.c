@@ -667,14 +667,15 @@ static void enqueue(const char *queue, const char *extra_json, char *id, size_t 
     enqueue_with(S.port, queue, extra_json, id, len);
 }
 
-/* Opens GET /v1/events?queue=<queue> on c and returns once an event came through
- * it. The subscription starts with the first listener and pub/sub is best effort
- * at its start, so jobs are enqueued until one's event arrives. */
-static void sse_open_live(conn_t *c, int port, const char *queue)
+/* Opens GET /v1/events?queue=<queue><more query> on c and returns once an event
+ * came through it. The subscription starts with the first listener and pub/sub is
+ * best effort at its start, so jobs are enqueued until one's event arrives. */
+static void sse_open_live_query(conn_t *c, int port, const char *queue, const char *more)
 {
     conn_open(c, port);
     char req[256];
-    snprintf(req, sizeof(req), "GET /v1/events?queue=%s HTTP/1.1\r\nHost: t\r\n\r\n", queue);
+    snprintf(req, sizeof(req), "GET /v1/events?queue=%s%s HTTP/1.1\r\nHost: t\r\n\r\n", queue,
+             more);
     assert_true(conn_sends(c, req));
     if (!read_until(c, ": connected", IO_WAIT_MS))
         fail_msg("no SSE stream opened: %s", c->buf ? c->buf : "(nothing)");
@@ -687,6 +688,34 @@ static void sse_open_live(conn_t *c, int port, const char *queue)
     }
     if (!got)
         fail_msg("no event for job %s on the SSE stream: %s", id, c->buf ? c->buf : "");
+}
+
+static void sse_open_live(conn_t *c, int port, const char *queue)
+{
+    sse_open_live_query(c, port, queue, "");
+}
+
+/* The sum over the "summary" events in text of queues.<queue>.events.<kind>.<state>;
+ * -1 when a summary is not valid JSON. */
+static long long summary_total(const char *text, const char *queue, const char *kind,
+                               const char *state)
+{
+    static const char mark[] = "event: summary\ndata: ";
+    long long total = 0;
+    for (const char *p = strstr(text, mark); p; p = strstr(p, mark)) {
+        p += sizeof(mark) - 1;
+        const char *end = strchr(p, '\n');
+        if (!end)
+            break; /* not all here yet */
+        json_t *doc = json_loadb(p, (size_t)(end - p), 0, NULL);
+        if (!doc)
+            return -1;
+        json_t *q = json_object_get(json_object_get(doc, "queues"), queue);
+        json_t *n = json_object_get(json_object_get(json_object_get(q, "events"), kind), state);
+        total += json_is_integer(n) ? json_integer_value(n) : 0;
+        json_decref(doc);
+    }
+    return total;
 }
 
 /* counts.<state> of GET /v1/queues/q. */
@@ -1997,6 +2026,49 @@ static void test_sse_events(void **state)
     expect_problem(R, 400, "queue");
 }
 
+/* ?coalesce=: one summary message per interval instead of a message per event. */
+static void test_sse_coalesced(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("coal");
+    conn_t c;
+    sse_open_live_query(&c, S.port, q, "&coalesce=200ms");
+    assert_true(contains(c.buf, "event: summary"));
+    assert_false(contains(c.buf, "event: enqueued"));
+    size_t seen = c.len;
+    char id[128];
+    for (int i = 0; i < 20; i++)
+        enqueue(q, NULL, id, sizeof(id));
+    enqueue(q, "\"delay_ms\":60000", id, sizeof(id));
+    POST(job_path(id, "/cancel"), "");
+    expect_status(R, 200);
+    /* All of it arrives, in a few summaries at most 200 ms apart, and none of it
+     * as single events. */
+    int64_t t0 = hp_mono_ms();
+    long long waiting = 0, scheduled = 0, canceled = 0;
+    while (hp_mono_ms() - t0 < 10000 && (waiting < 20 || scheduled < 1 || canceled < 1)) {
+        conn_fill(&c, 200);
+        waiting = summary_total(c.buf + seen, q, "enqueued", "waiting");
+        scheduled = summary_total(c.buf + seen, q, "enqueued", "scheduled");
+        canceled = summary_total(c.buf + seen, q, "canceled", "canceled");
+        assert_true(waiting >= 0);
+    }
+    if (waiting != 20 || scheduled != 1 || canceled != 1)
+        fail_msg("summaries said %lld waiting, %lld scheduled, %lld canceled: %s", waiting,
+                 scheduled, canceled, c.buf + seen);
+    assert_false(contains(c.buf, "event: enqueued"));
+    assert_true(contains(c.buf + seen, id)); /* the job ids are listed */
+    conn_close(&c);
+
+    static const char *const bad[] = {"50ms", "11s", "abc", "", "-1s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/events?coalesce=%s", bad[i]);
+        GET(path);
+        expect_problem(R, 400, "coalesce");
+    }
+}
+
 static void test_long_poll_wait(void **state)
 {
     (void)state;
@@ -3031,6 +3103,7 @@ int main(void)
         cmocka_unit_test(test_cors_off_by_default),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_sse_events),
+        cmocka_unit_test(test_sse_coalesced),
         cmocka_unit_test(test_long_poll_wait),
         cmocka_unit_test(test_blobs),
         cmocka_unit_test(test_clients_going_away),
