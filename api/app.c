@@ -190,6 +190,22 @@ bool api_queue_allowed(const api_req_t *ar, const char *queue)
     return token_queue_allowed(ar->token.queues, queue); /* "" (no token) allows all */
 }
 
+bool api_token_limited(const api_req_t *ar)
+{
+    return ar->token.queues[0] && strcmp(ar->token.queues, "*") != 0;
+}
+
+bool api_refuse_limited(api_req_t *ar, const char *what)
+{
+    if (!api_token_limited(ar))
+        return false;
+    api_set_problem(ar, 403,
+                    "token %s may see only queues %s: %s covers every queue and needs a token "
+                    "for every queue",
+                    ar->token.id, ar->token.queues, what);
+    return true;
+}
+
 /* Whether the (verified) token may use this route for ar->queue. */
 static bool scope_allows(const api_req_t *ar)
 {
@@ -340,7 +356,7 @@ static void run_request(exec_task_t *t, broker_t *b)
     }
     if (ar->route->run)
         ar->route->run(ar, b);
-    if (ar->route->audit)
+    if (ar->route->audit && ar->status != 403) /* refused (scope, queues): no action */
         api_audit_record(ar, b);
 }
 

@@ -272,15 +272,28 @@ static void sse_abandon(api_req_t *ar)
     }
 }
 
+/* Whether the query names parameter `name` at all, even with a value api_query
+ * refuses (too long, malformed): such a value must get a 400, not be ignored. */
+static bool query_names(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        if (strncmp(p, name, n) == 0 && p[n] == '=')
+            return true;
+        p = strchr(p, '&');
+        if (p)
+            p++;
+    }
+    return false;
+}
+
 bool api_events_prepare(api_req_t *ar)
 {
-    char queue[JOB_QUEUE_NAME_MAX + 8] = "";
     const char *q = ar->http->query;
-    /* api_query is false for a value too long or malformed as well as for none:
-     * such a filter must be refused, not read as "every queue". */
-    bool named = strncmp(q, "queue=", 6) == 0 || strstr(q, "&queue=") != NULL;
+    char queue[JOB_QUEUE_NAME_MAX + 8] = "";
     bool given = api_query(ar, "queue", queue, sizeof(queue));
-    if ((given && queue[0]) || (!given && named)) {
+    if ((given && queue[0]) || (!given && query_names(q, "queue"))) {
         if (!given || !job_queue_name_valid(queue)) {
             api_problem(ar, 400, "queue: 1-64 characters of A-Z a-z 0-9 . _ -");
             return false;
@@ -288,11 +301,10 @@ bool api_events_prepare(api_req_t *ar)
         memcpy(ar->queue, queue, strlen(queue) + 1); /* valid: at most 64 */
     }
     char coalesce[32];
-    bool coalesce_named = strncmp(q, "coalesce=", 9) == 0 || strstr(q, "&coalesce=") != NULL;
-    if (api_query(ar, "coalesce", coalesce, sizeof(coalesce)) || coalesce_named) {
+    given = api_query(ar, "coalesce", coalesce, sizeof(coalesce));
+    if (given || query_names(q, "coalesce")) {
         int64_t ms = -1;
-        if (!api_query(ar, "coalesce", coalesce, sizeof(coalesce)) ||
-            hp_parse_duration_ms(coalesce, &ms) != 0 || ms < COALESCE_MIN_MS ||
+        if (!given || hp_parse_duration_ms(coalesce, &ms) != 0 || ms < COALESCE_MIN_MS ||
             ms > COALESCE_MAX_MS) {
             api_problem(ar, 400, "coalesce: a duration from 100ms to 10s, like 250ms");
             return false;

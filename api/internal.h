@@ -176,6 +176,12 @@ void api_sha256_hex(const char *text, char out[65]);
 bool api_admin_token(const api_server_t *s, const char *token, token_info_t *info);
 /* Whether the request's token may use `queue` (every queue when auth is off). */
 bool api_queue_allowed(const api_req_t *ar, const char *queue);
+/* Whether the request's token is limited to some queues (its --queues patterns):
+ * listings then show only those queues, and what covers every queue is refused. */
+bool api_token_limited(const api_req_t *ar);
+/* For a limited token: answers 403 (what covers every queue needs a token for every
+ * queue) and returns true. */
+bool api_refuse_limited(api_req_t *ar, const char *what);
 /* Sends the request to the executor (run, then finish or the generic answer). */
 void api_submit(api_req_t *ar);
 /* A query parameter, decoded into out; false when absent. */

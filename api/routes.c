@@ -642,6 +642,8 @@ static void run_queues(api_req_t *ar, broker_t *b)
     }
     json_t *list = json_array();
     for (size_t i = 0; i < n && !err; i++) {
+        if (!api_queue_allowed(ar, names[i]))
+            continue; /* a token limited to some queues sees only those */
         queue_stats_t s;
         err = broker_queue_stats(b, names[i], &s);
         if (!err)
@@ -880,10 +882,53 @@ static void append_counts(hp_strbuf_t *sb, const char *name, const int64_t *v, s
     hp_strbuf_appends(sb, "]");
 }
 
+static void add_counts(int64_t *to, const int64_t *from, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        to[i] += from[i];
+}
+
+/* Every queue's throughput, as a token limited to some queues may see it: the sum
+ * over those queues (the "every queue" figure would tell of the others). */
+static int allowed_throughput(api_req_t *ar, broker_t *b, throughput_t *t)
+{
+    char **names;
+    size_t n;
+    int err = broker_queues(b, &names, &n);
+    if (err)
+        return err;
+    throughput_t *one = hp_malloc(sizeof(*one));
+    bool first = true;
+    for (size_t i = 0; i < n && !err; i++) {
+        if (!api_queue_allowed(ar, names[i]))
+            continue;
+        err = broker_throughput(b, names[i], first ? t : one);
+        if (!err && !first) { /* counted against the first call's clock: a second off at most */
+            add_counts(t->processed_per_second, one->processed_per_second, THROUGHPUT_SECONDS);
+            add_counts(t->failed_per_second, one->failed_per_second, THROUGHPUT_SECONDS);
+            add_counts(t->processed_per_minute, one->processed_per_minute, THROUGHPUT_MINUTES);
+            add_counts(t->failed_per_minute, one->failed_per_minute, THROUGHPUT_MINUTES);
+        }
+        first = false;
+    }
+    hp_free(one);
+    broker_queues_free(names, n);
+    if (!err && first) { /* no queue of its own yet: the clock, and nothing counted */
+        err = broker_throughput(b, NULL, t);
+        memset(t->processed_per_second, 0, sizeof(t->processed_per_second));
+        memset(t->failed_per_second, 0, sizeof(t->failed_per_second));
+        memset(t->processed_per_minute, 0, sizeof(t->processed_per_minute));
+        memset(t->failed_per_minute, 0, sizeof(t->failed_per_minute));
+    }
+    return err;
+}
+
 static void run_throughput(api_req_t *ar, broker_t *b)
 {
     throughput_t *t = hp_malloc(sizeof(*t));
-    int err = broker_throughput(b, ar->queue[0] ? ar->queue : NULL, t);
+    int err = ar->queue[0]            ? broker_throughput(b, ar->queue, t)
+              : api_token_limited(ar) ? allowed_throughput(ar, b, t)
+                                      : broker_throughput(b, NULL, t);
     if (err) {
         hp_free(t);
         api_set_broker_error(ar, b, err);
@@ -1024,6 +1069,8 @@ static void metrics_queue(hp_strbuf_t *sb, char **names, queue_stats_t *stats, s
 
 static void run_metrics(api_req_t *ar, broker_t *b)
 {
+    if (api_refuse_limited(ar, "GET /metrics"))
+        return;
     char **names;
     size_t n;
     int err = broker_queues(b, &names, &n);

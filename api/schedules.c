@@ -43,10 +43,14 @@ void api_schedule_run_list(api_req_t *ar, broker_t *b)
     hp_strbuf_t sb;
     hp_strbuf_init(&sb, 0);
     hp_strbuf_appends(&sb, "{\"schedules\":[");
+    bool first = true;
     for (size_t i = 0; i < n; i++) {
+        if (!api_queue_allowed(ar, list[i]->queue))
+            continue; /* a token limited to some queues sees their schedules only */
         char *text = sched_schedule_to_json(list[i]);
-        hp_strbuf_printf(&sb, "%s%s", i ? "," : "", text);
+        hp_strbuf_printf(&sb, "%s%s", first ? "" : ",", text);
         hp_free(text);
+        first = false;
     }
     hp_strbuf_appends(&sb, "]}");
     schedules_free(list, n);
@@ -55,9 +59,16 @@ void api_schedule_run_list(api_req_t *ar, broker_t *b)
     api_set_json(ar, 200, text, len);
 }
 
+/* The schedule in the path; 404 when there is none, or when its job's queue is not
+ * one the token may use (to such a token it does not exist). */
 static int get_or_404(api_req_t *ar, broker_t *b, schedule_t **out)
 {
     int err = broker_schedule_get(b, ar->params[0], out);
+    if (err == 0 && !api_queue_allowed(ar, (*out)->queue)) {
+        schedule_free(*out);
+        *out = NULL;
+        err = HP_ENOTFOUND;
+    }
     if (err == HP_ENOTFOUND)
         api_set_problem(ar, 404, "no schedule %s", ar->params[0]);
     else if (err)
@@ -99,6 +110,14 @@ void api_schedule_run_put(api_req_t *ar, broker_t *b)
     /* The same definition again changes nothing: its next fire stays, so a client
      * that PUTs on every deploy neither skips nor repeats a tick. */
     int err = broker_schedule_get(b, want->name, &have);
+    if (err == 0 && !api_queue_allowed(ar, have->queue)) {
+        api_set_problem(ar, 403,
+                        "token %s may not replace schedule %s: its job goes to queue %s, "
+                        "not one of %s",
+                        ar->token.id, want->name, have->queue, ar->token.queues);
+        schedule_free(have);
+        return;
+    }
     if (err == 0 && sched_same_definition(have, want)) {
         set_schedule(ar, 200, have);
         schedule_free(have);
@@ -120,6 +139,12 @@ void api_schedule_run_put(api_req_t *ar, broker_t *b)
 
 void api_schedule_run_delete(api_req_t *ar, broker_t *b)
 {
+    schedule_t *s;
+    if (api_token_limited(ar)) { /* only one of its own queues' */
+        if (get_or_404(ar, b, &s) != 0)
+            return;
+        schedule_free(s);
+    }
     int err = broker_schedule_delete(b, ar->params[0]);
     if (err == HP_ENOTFOUND) {
         api_set_problem(ar, 404, "no schedule %s", ar->params[0]);

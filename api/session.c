@@ -308,6 +308,8 @@ bool api_audit_prepare_list(api_req_t *ar)
 
 void api_audit_run_list(api_req_t *ar, broker_t *b)
 {
+    if (api_refuse_limited(ar, "the audit log"))
+        return;
     audit_query_t *q = ar->state;
     audit_page_t page;
     int err = broker_audit_list(b, q->has_cursor ? q->cursor : NULL, q->limit, &page);

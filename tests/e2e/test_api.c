@@ -2551,7 +2551,7 @@ static test_redis_t ARD;
 static server_t AS;
 #define ADMIN_ENV_TOKEN "env-admin-token-0123456789abcdef"
 static char tok_submit[TOKEN_MAX], tok_read[TOKEN_MAX], tok_admin[TOKEN_MAX], tok_rate[TOKEN_MAX],
-    tok_rate2[TOKEN_MAX];
+    tok_rate2[TOKEN_MAX], tok_lim_read[TOKEN_MAX], tok_lim_admin[TOKEN_MAX];
 
 /* `hopper token create ARGS...` against ARD; the token into out, its id into id. */
 static void token_create(char *out, char *id, const char *const *args)
@@ -2592,6 +2592,10 @@ static int auth_setup(void **state)
                  (const char *const[]){"--scope", "admin", "--rate", "5", "--burst", "5", NULL});
     token_create(tok_rate2, NULL,
                  (const char *const[]){"--scope", "read", "--rate", "5", "--burst", "5", NULL});
+    token_create(tok_lim_read, NULL,
+                 (const char *const[]){"--scope", "read", "--queues", "lim-a*", NULL});
+    token_create(tok_lim_admin, NULL,
+                 (const char *const[]){"--scope", "admin", "--queues", "lim-a*", NULL});
     server_spawn(&AS, ARD.url, "127.0.0.1:0", NULL,
                  (const char *const[]){"HOPPER_ADMIN_TOKEN=" ADMIN_ENV_TOKEN, NULL});
     if (server_wait_serving(&AS) != 0) {
@@ -2944,6 +2948,94 @@ static void test_session_ends_with_its_token(void **state)
 
 /* Reading workers takes read scope; quiet and stop take admin, and a refused one
  * leaves no command behind. */
+/* A token limited to some queues sees and acts on those queues only, also in what
+ * lists every queue: queues, throughput, schedules, workers; what covers every
+ * queue by nature (the audit log, /metrics) is refused. */
+static void test_auth_limited_token(void **state)
+{
+    (void)state;
+    as(tok_admin, "POST", "/v1/jobs", "{\"queue\":\"lim-a1\",\"type\":\"t\"}");
+    expect_status(R, 201);
+    as(tok_admin, "POST", "/v1/jobs", "{\"queue\":\"lim-b1\",\"type\":\"t\"}");
+    expect_status(R, 201);
+    as(tok_lim_read, "GET", "/v1/queues", NULL);
+    expect_status(R, 200);
+    expect_body_has(R, "\"lim-a1\"");
+    assert_false(contains(R->body, "lim-b1"));
+    as(tok_read, "GET", "/v1/queues", NULL); /* a token for every queue sees both */
+    expect_body_has(R, "\"lim-b1\"");
+    as(tok_lim_read, "GET", "/v1/stats/throughput", NULL); /* the sum of its queues */
+    expect_status(R, 200);
+    expect_body_has(R, "per_minute");
+    as(tok_lim_read, "GET", "/v1/stats/throughput?queue=lim-b1", NULL);
+    expect_problem(R, 403, NULL);
+
+    /* Schedules: another queue's does not exist for it. */
+    const char *def_a = "{\"cron\":\"0 3 * * *\",\"job\":{\"queue\":\"lim-a1\",\"type\":\"t\"}}";
+    const char *def_b = "{\"cron\":\"0 3 * * *\",\"job\":{\"queue\":\"lim-b1\",\"type\":\"t\"}}";
+    as(tok_admin, "PUT", "/v1/schedules/lim-sched-a", def_a);
+    expect_status(R, 201);
+    as(tok_admin, "PUT", "/v1/schedules/lim-sched-b", def_b);
+    expect_status(R, 201);
+    as(tok_lim_read, "GET", "/v1/schedules", NULL);
+    expect_status(R, 200);
+    expect_body_has(R, "lim-sched-a");
+    assert_false(contains(R->body, "lim-sched-b"));
+    as(tok_lim_read, "GET", "/v1/schedules/lim-sched-b", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_lim_admin, "POST", "/v1/schedules/lim-sched-b/trigger", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_lim_admin, "POST", "/v1/schedules/lim-sched-b/pause", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_lim_admin, "DELETE", "/v1/schedules/lim-sched-b", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_lim_admin, "PUT", "/v1/schedules/lim-sched-b", def_a); /* take it over */
+    expect_problem(R, 403, "lim-b1");
+    as(tok_lim_admin, "PUT", "/v1/schedules/lim-sched-c", def_b); /* aim one at lim-b1 */
+    expect_problem(R, 403, NULL);
+    as(tok_admin, "GET", "/v1/schedules/lim-sched-b", NULL); /* untouched */
+    expect_status(R, 200);
+    expect_body_has(R, "\"paused\":false");
+    as(tok_lim_admin, "POST", "/v1/schedules/lim-sched-a/trigger", NULL);
+    expect_status(R, 201);
+
+    /* Workers: one serving lim-a1 and lim-b1 shows only its lim-a1 side, and cannot
+     * be stopped by this token; one serving lim-b1 alone is not there. */
+    broker_t *b = test_redis_broker(&ARD, 0);
+    const char *both = "{\"id\":\"lim-w-both\",\"queues\":[\"lim-a1\",\"lim-b1\"],\"running\":2,"
+                       "\"held\":2,\"state\":\"running\",\"jobs\":["
+                       "{\"id\":\"01KB0000000000000000000000-lim-a1\",\"running\":true},"
+                       "{\"id\":\"01KB0000000000000000000001-lim-b1\",\"running\":true}]}";
+    assert_int_equal(broker_worker_beat(b, "lim-w-both", both, 30000), 0);
+    assert_int_equal(
+        broker_worker_beat(b, "lim-w-b", "{\"id\":\"lim-w-b\",\"queues\":[\"lim-b1\"]}", 30000), 0);
+    as(tok_lim_read, "GET", "/v1/workers", NULL);
+    expect_status(R, 200);
+    expect_body_has(R, "lim-w-both");
+    expect_body_has(R, "01KB0000000000000000000000-lim-a1");
+    assert_false(contains(R->body, "lim-b1"));
+    assert_false(contains(R->body, "lim-w-b\""));
+    expect_body_has(R, "\"running\":1");
+    as(tok_lim_read, "GET", "/v1/workers/lim-w-b", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_lim_admin, "POST", "/v1/workers/lim-w-both/stop", NULL);
+    expect_problem(R, 403, NULL);
+    as(tok_lim_admin, "POST", "/v1/workers/lim-w-b/quiet", NULL);
+    expect_problem(R, 404, NULL);
+    as(tok_read, "GET", "/v1/workers", NULL);
+    expect_body_has(R, "lim-w-b\"");
+    assert_int_equal(broker_worker_gone(b, "lim-w-both"), 0);
+    assert_int_equal(broker_worker_gone(b, "lim-w-b"), 0);
+    broker_close(b);
+
+    as(tok_lim_read, "GET", "/v1/audit", NULL);
+    expect_problem(R, 403, "every queue");
+    as(tok_lim_read, "GET", "/metrics", NULL);
+    expect_problem(R, 403, "every queue");
+    as(tok_read, "GET", "/v1/audit", NULL);
+    expect_status(R, 200);
+}
+
 static void test_auth_workers(void **state)
 {
     (void)state;
@@ -3116,6 +3208,7 @@ int main(void)
     };
     const struct CMUnitTest auth_tests[] = {
         cmocka_unit_test(test_auth_scopes),
+        cmocka_unit_test(test_auth_limited_token),
         cmocka_unit_test(test_auth_revoke),
         cmocka_unit_test(test_session_login_csrf_audit),
         cmocka_unit_test(test_session_ends_with_its_token),
