@@ -12,8 +12,8 @@ export class ApiError extends Error {
   }
 }
 
-// The session object from GET/POST /v1/session: {auth, scope, name, token_id, csrf, ...}.
-export const session = {auth: null, scope: 'read', csrf: '', name: '', token_id: '', expires_at: null};
+// The session object from GET/POST /v1/session: {auth, scope, queues, name, token_id, csrf, ...}.
+export const session = {auth: null, scope: 'read', queues: '*', csrf: '', name: '', token_id: '', expires_at: null};
 
 const unauthorizedListeners = new Set();
 export function onUnauthorized(fn) {
@@ -94,7 +94,7 @@ export const api = {
 };
 
 function setSession(s) {
-  Object.assign(session, {auth: null, scope: 'read', csrf: '', name: '', token_id: '', expires_at: null}, s || {});
+  Object.assign(session, {auth: null, scope: 'read', queues: '*', csrf: '', name: '', token_id: '', expires_at: null}, s || {});
 }
 
 // GET /v1/session: the session, or null when not logged in (401).

@@ -141,6 +141,9 @@ function updateHeader() {
   const liveEl = document.getElementById('live');
   nav.hidden = !loggedIn;
   liveEl.hidden = !loggedIn;
+  // A token limited to some queues may not read the audit log (it covers every queue).
+  const limited = Boolean(session.queues) && session.queues !== '*';
+  nav.querySelector('a[data-route="audit"]').hidden = limited;
   if (loggedIn && session.auth) {
     who.hidden = false;
     who.replaceChildren(

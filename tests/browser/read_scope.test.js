@@ -1,4 +1,5 @@
-// Scopes and CSRF: a read-scope login sees every page and no action button; a POST
+// Scopes and CSRF: a read-scope login sees every page and no action button; a token
+// limited to some queues sees only those; a POST
 // that carries the session cookie but not the CSRF token is refused, and so is a
 // forged POST from a page of another site or another origin.
 
@@ -7,7 +8,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import {Hopper, withScreenshots, freePort, sleep, until, LOGIN_401} from './lib/harness.js';
 
-const h = await Hopper.start({tokens: [{scope: 'admin'}, {scope: 'read', name: 'viewer'}]});
+const h = await Hopper.start({tokens: [{scope: 'admin'}, {scope: 'read', name: 'viewer'},
+  {scope: 'read', name: 'ro-only', args: ['--queues', 'ro*']}]});
 let evil;
 after(async () => {
   if (evil) evil.close();
@@ -67,6 +69,21 @@ test('a read-scope login sees everything but no action button', {timeout: 120000
   assert.equal(r.status, 403, JSON.stringify(r));
   assert.equal((await h.queue(Q)).paused, false);
   h.assertClean(page, [LOGIN_401, (p) => /status of 403/.test(p.text) && /\/pause$/.test(p.url)]);
+}));
+
+test('a token limited to some queues sees only those', {timeout: 120000}, withScreenshots(h, 'limited', async () => {
+  await h.enqueue({queue: 'other', type: 'test.noop'});
+  await h.enqueue({queue: 'ro-too', type: 'test.noop'});
+  const page = await h.page();
+  await h.login(page, h.tokens['ro-only']);
+  await page.locator('a.count[data-queue="ro-too"][data-state="waiting"]').waitFor({timeout: 60000});
+  await page.locator('a.count[data-queue="ro"]').first().waitFor();
+  assert.equal(await page.locator('a.count[data-queue="other"]').count(), 0, 'no other queue on the overview');
+  assert.equal(await page.locator('#nav a[data-route="audit"]').isVisible(), false, 'no audit log in the menu');
+  await h.shot(page, 'limited');
+  await page.goto(h.url('#/jobs?queue=other&state=waiting'));
+  await page.locator('.banner-error, .error-box', {hasText: /may not|403/}).first().waitFor({timeout: 60000});
+  h.assertClean(page, [LOGIN_401, /status of 403/]);
 }));
 
 test('a POST without the CSRF token, or from another site, is refused', {timeout: 120000}, withScreenshots(h, 'csrf', async () => {
