@@ -62,8 +62,14 @@ static const cli_verb_t verbs[] = {
     {"stats", "[QUEUE]", "counts per state for every queue, or one", "  --json           as JSON\n",
      cli_stats_options, cli_stats},
     {"queues", "", "list known queues", "", cli_plain_options, cli_queues},
-    {"workers", "", "list live worker processes and the jobs they run",
-     "  --json           one JSON object per line\n", cli_stats_options, cli_workers},
+    {"workers", "[quiet|stop ID]",
+     "list live worker processes and the jobs they run; quiet or stop one",
+     "  --json           one JSON object per line (the list)\n"
+     "  hopper workers quiet ID: that process takes no new job, gives back the ones it\n"
+     "                   has not started, finishes the running ones and stays listed\n"
+     "  hopper workers stop ID: its whole `hopper worker` stops as on SIGTERM\n"
+     "                   (both act within a second or two; ID as the list shows it)\n",
+     cli_stats_options, cli_workers},
     {"pause", "QUEUE", "stop handing out a queue's jobs", "", cli_plain_options, cli_pause},
     {"resume", "QUEUE", "resume a paused queue", "", cli_plain_options, cli_pause},
     {"token", "SUB", "API tokens: create (shown once), list, revoke",

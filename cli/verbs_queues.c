@@ -179,7 +179,37 @@ static void print_worker(const char *info, bool json)
     json_decref(w);
 }
 
+/* `hopper workers quiet|stop ID`: the command goes through the broker, as from the
+ * API and the dashboard; the worker acts on it within a second or two. */
+static int worker_command(const cli_verb_t *verb, worker_command_t cmd, int argc, char **argv)
+{
+    cli_common_t common = {0};
+    broker_t *b = NULL;
+    int rc = cli_parse_plain(verb, argc, argv, &common, 1, 1);
+    if (!rc)
+        rc = cli_open_broker(&common, &b);
+    if (!rc) {
+        const char *id = argv[optind];
+        int err = broker_worker_command(b, id, cmd);
+        cli_audit(b, cmd == WORKER_COMMAND_STOP ? "hopper workers stop" : "hopper workers quiet",
+                  id, err);
+        if (err)
+            rc = cli_broker_fail(b, err);
+        else
+            printf("worker %s: told to %s\n", id, worker_command_name(cmd));
+    }
+    broker_close(b);
+    return rc;
+}
+
 int cli_workers(const cli_verb_t *verb, int argc, char **argv)
 {
+    const char *sub = argc > 1 ? argv[1] : "";
+    if (strcmp(sub, "quiet") == 0)
+        return worker_command(verb, WORKER_COMMAND_QUIET, argc - 1, argv + 1);
+    if (strcmp(sub, "stop") == 0)
+        return worker_command(verb, WORKER_COMMAND_STOP, argc - 1, argv + 1);
+    if (sub[0] && sub[0] != '-')
+        return cli_usage(verb, "expected quiet ID, stop ID or options, got \"%s\"", sub);
     return list_verb(verb, argc, argv, broker_workers, print_worker, "no live workers");
 }

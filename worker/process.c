@@ -392,18 +392,18 @@ static char *describe(worker_process_t *wp)
 static void obey(worker_process_t *wp, worker_command_t cmd)
 {
     if (cmd == WORKER_COMMAND_QUIET && !atomic_load(&quiet_requested)) {
-        hp_info("worker %s: quiet (asked through the API): no new jobs; running ones finish",
+        hp_info("worker %s: quiet (asked by an operator): no new jobs; running ones finish",
                 wp->id);
         atomic_store(&quiet_requested, 1);
         atomic_store(&wp->info_now, true);
     } else if (cmd == WORKER_COMMAND_STOP && !atomic_load(&stop_requested)) {
         if (getppid() == wp->supervisor) {
-            hp_info("worker %s: stop (asked through the API): the whole worker stops gracefully "
+            hp_info("worker %s: stop (asked by an operator): the whole worker stops gracefully "
                     "(supervisor %d)",
                     wp->id, (int)wp->supervisor);
             kill(wp->supervisor, SIGUSR2);
         } else {
-            hp_info("worker %s: stop (asked through the API)", wp->id);
+            hp_info("worker %s: stop (asked by an operator)", wp->id);
         }
         atomic_store(&stop_requested, 1);
         atomic_store(&wp->info_now, true);

@@ -7,8 +7,9 @@
  * Signals: SIGTERM or a first SIGINT stop gracefully (each process lets its jobs
  * finish within the grace period, then gives the rest back); a second SIGINT forces
  * (processes are killed, their jobs given back unrun); SIGTSTP quiets (no new jobs).
- * SIGUSR2 comes from one of our processes that was told "stop" through the API
- * (POST /v1/workers/{id}/stop): it counts as the first SIGTERM, never as a second.
+ * SIGUSR2 comes from one of our processes that was told "stop" by an operator
+ * (POST /v1/workers/{id}/stop, the dashboard or `hopper workers stop`): it counts as
+ * the first SIGTERM, never as a second.
  */
 #include <errno.h>
 #include <signal.h>
@@ -187,7 +188,7 @@ int worker_run(const worker_config_t *cfg)
         if (stop_level() > forwarded_stops) {
             forwarded_stops = stop_level();
             if (forwarded_stops == 1 && !stops) {
-                hp_info("worker: process %d was told to stop through the API: stopping every "
+                hp_info("worker: process %d was told to stop by an operator: stopping every "
                         "process gracefully (grace %lld ms)",
                         (int)asked, (long long)cfg->grace_ms);
                 signal_all(children, cfg->processes, SIGTERM);

@@ -1632,7 +1632,7 @@ static void test_api_quiet(void **state)
     assert_true(worker_alive(w));
     char *log = worker_log(w);
     assert_int_equal(count_substr(log, ": serving "), 1);
-    assert_true(contains(log, "quiet (asked through the API)"));
+    assert_true(contains(log, "quiet (asked by an operator)"));
     assert_false(contains(log, "restarting"));
     free(log);
     json_decref(api_expect("POST", path, 202));  /* again: no harm */
@@ -1645,6 +1645,38 @@ static void test_api_quiet(void **state)
 
     stop_worker_ok(w, STOP_WAIT_MS);
     expect_state(later.s, JOB_STATE_WAITING);
+    PASSED();
+}
+
+/* The same from the command line: `hopper workers quiet|stop ID`. */
+static void test_cli_quiet_stop(void **state)
+{
+    (void)state;
+    const char *q = test_queue_name("cliquiet");
+    worker_t *w = START_WORKER(q, 1, 2, "--lease", "30s");
+    char wid[WORKER_ID_MAX];
+    only_worker_id(q, wid);
+    cli_result_t *cli = hp_malloc(sizeof(*cli));
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", "quiet", wid, NULL});
+    if (cli->status != 0 || !strstr(cli->out, "told to quiet"))
+        fail_msg("hopper workers quiet %s: status %d\n%s%s", wid, cli->status, cli->out, cli->err);
+    json_decref(wait_worker(wid, "quiet", -1, -1));
+    jid_t later = ENQ(.queue = q, .type = "test.noop");
+    hp_sleep_ms(1500); /* a worker that takes jobs would have it in milliseconds */
+    expect_state(later.s, JOB_STATE_WAITING);
+
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", "stop", "nosuch:1", NULL});
+    assert_int_equal(cli->status, 3); /* not found */
+    test_cli_run(cli, redis.url, (const char *const[]){"workers", "stop", wid, NULL});
+    assert_int_equal(cli->status, 0);
+    int status = worker_wait_exit(w, 30000);
+    if (status != 0)
+        fail_msg("worker exited with status %d after hopper workers stop, expected 0", status);
+    char *log = worker_log(w);
+    assert_true(contains(log, "told to stop by an operator"));
+    free(log);
+    expect_state(later.s, JOB_STATE_WAITING);
+    hp_free(cli);
     PASSED();
 }
 
@@ -1723,8 +1755,8 @@ static void test_api_stop(void **state)
     snprintf(path, sizeof(path), "/v1/workers/%s", holder);
     json_decref(api_expect("GET", path, 404));
     char *log = worker_log(w);
-    assert_true(contains(log, "stop (asked through the API)"));
-    assert_true(contains(log, "told to stop through the API"));
+    assert_true(contains(log, "stop (asked by an operator)"));
+    assert_true(contains(log, "told to stop by an operator"));
     assert_int_equal(count_substr(log, ": serving "), 2);
     assert_false(contains(log, "restarting"));
     free(log);
@@ -1904,6 +1936,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_worker_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_quiet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_quiet_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
