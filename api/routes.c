@@ -1042,6 +1042,20 @@ static void metrics_queue(hp_strbuf_t *sb, char **names, queue_stats_t *stats, s
                 sb, "%s{queue=\"%s\"} %lld\n", totals[t].name, names[i],
                 (long long)*(const int64_t *)((const char *)&stats[i] + totals[t].offset));
     }
+    /* For alerts: a queue nobody drains shows as a growing age, whatever its length. */
+    metrics_write_header(sb, "hopper_queue_oldest_waiting_seconds", "gauge",
+                         "How long the job waiting longest has waited (0: none waits).");
+    int64_t now = hp_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        int64_t since = stats[i].oldest_waiting_ms;
+        double age = since > 0 && since < now ? (double)(now - since) / 1000.0 : 0.0;
+        hp_strbuf_printf(sb, "hopper_queue_oldest_waiting_seconds{queue=\"%s\"} %.3f\n", names[i],
+                         age);
+    }
+    metrics_write_header(sb, "hopper_queue_paused", "gauge", "1 while the queue is paused.");
+    for (size_t i = 0; i < n; i++)
+        hp_strbuf_printf(sb, "hopper_queue_paused{queue=\"%s\"} %d\n", names[i],
+                         stats[i].paused ? 1 : 0);
     metrics_write_header(sb, "hopper_job_runtime_seconds", "histogram",
                          "Run time of finished attempts (acked or failed).");
     for (size_t i = 0; i < n; i++) {

@@ -1964,6 +1964,7 @@ static void test_metrics(void **state)
     assert_int_equal(got.n, 1);
     assert_int_equal(broker_ack(B, got.jobs[0]->id, got.jobs[0]->lease_token, NULL, 0), 0);
     job_list_cleanup(&got);
+    hp_sleep_ms(20); /* so the waiting job has waited a measurable while */
     GET("/v1/nope");
     GET("/metrics");
     expect_status(R, 200);
@@ -1976,6 +1977,15 @@ static void test_metrics(void **state)
     expect_body_has(R, line);
     expect_body_has(R, "hopper_job_runtime_seconds_bucket{");
     snprintf(line, sizeof(line), "hopper_job_runtime_seconds_count{queue=\"%s\"} 1", q);
+    expect_body_has(R, line);
+    /* the one waiting job has waited a little (under a minute), and the queue runs */
+    snprintf(line, sizeof(line), "hopper_queue_oldest_waiting_seconds{queue=\"%s\"} ", q);
+    const char *age = strstr(R->body, line);
+    if (!age)
+        fail_msg("no %s in /metrics", line);
+    double waited = strtod(age + strlen(line), NULL);
+    assert_true(waited > 0.0 && waited < 60.0);
+    snprintf(line, sizeof(line), "hopper_queue_paused{queue=\"%s\"} 0", q);
     expect_body_has(R, line);
     /* the request counter by route and status: a 201 on POST /v1/jobs, a 404 */
     bool post201 = false, unmatched404 = false;
