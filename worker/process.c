@@ -598,7 +598,7 @@ static size_t fetch_round(worker_process_t *wp, unsigned *seed, int64_t *next_du
     int idle = wp->capacity - wp->busy;
     pthread_mutex_unlock(&wp->lock);
     *next_due = 0;
-    for (size_t k = 0; k < wp->cfg->nqueues && idle > 0; k++) {
+    for (size_t k = 0; k < wp->cfg->nqueues && idle > 0 && !atomic_load(&quiet_requested); k++) {
         job_list_t list;
         const char *queue = wp->cfg->queues[order[k]].name;
         int err =
@@ -641,8 +641,12 @@ static void fetch_loop(worker_process_t *wp)
             hp_sleep_ms(100);
             continue;
         }
+        /* Every place taken: wait for one. A quiet that comes meanwhile must be seen
+         * before the next reserve, or a job enqueued after it would be taken (and
+         * could start before the loop gives it back). */
         pthread_mutex_lock(&wp->lock);
-        while (wp->busy == wp->capacity && !atomic_load(&stop_requested)) {
+        while (wp->busy == wp->capacity && !atomic_load(&stop_requested) &&
+               !atomic_load(&quiet_requested)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -651,6 +655,8 @@ static void fetch_loop(worker_process_t *wp)
         pthread_mutex_unlock(&wp->lock);
         if (atomic_load(&stop_requested))
             break;
+        if (atomic_load(&quiet_requested))
+            continue;
         int64_t next_due;
         if (fetch_round(wp, &seed, &next_due) > 0)
             continue;

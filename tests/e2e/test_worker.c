@@ -1648,21 +1648,29 @@ static void test_api_quiet(void **state)
     PASSED();
 }
 
-/* The same from the command line: `hopper workers quiet|stop ID`. */
+/* The same from the command line: `hopper workers quiet|stop ID`; the quiet comes
+ * while every place of the process is taken (its fetch loop waits for a free one),
+ * and the job enqueued after it stays waiting when places free up. */
 static void test_cli_quiet_stop(void **state)
 {
     (void)state;
     const char *q = test_queue_name("cliquiet");
-    worker_t *w = START_WORKER(q, 1, 2, "--lease", "30s");
+    worker_t *w = START_WORKER(q, 1, 2, "--prefetch", "1", "--lease", "30s");
+    jid_t busy[2];
+    for (int i = 0; i < 2; i++)
+        busy[i] = ENQ(.queue = q, .type = "test.sleep", .payload = "{\"ms\":2500}");
     char wid[WORKER_ID_MAX];
     only_worker_id(q, wid);
+    json_decref(wait_worker(wid, "running", 2, 2));
     cli_result_t *cli = hp_malloc(sizeof(*cli));
     test_cli_run(cli, redis.url, (const char *const[]){"workers", "quiet", wid, NULL});
     if (cli->status != 0 || !strstr(cli->out, "told to quiet"))
         fail_msg("hopper workers quiet %s: status %d\n%s%s", wid, cli->status, cli->out, cli->err);
     json_decref(wait_worker(wid, "quiet", -1, -1));
     jid_t later = ENQ(.queue = q, .type = "test.noop");
-    hp_sleep_ms(1500); /* a worker that takes jobs would have it in milliseconds */
+    for (int i = 0; i < 2; i++)
+        expect_state(busy[i].s, JOB_STATE_SUCCEEDED); /* waits for it */
+    hp_sleep_ms(1500); /* places are free: a worker that takes jobs would have it */
     expect_state(later.s, JOB_STATE_WAITING);
 
     test_cli_run(cli, redis.url, (const char *const[]){"workers", "stop", "nosuch:1", NULL});
