@@ -41,6 +41,11 @@ typedef struct worker_slot_s {
     char token[WORKER_TOKEN_MAX];
 } worker_slot_t;
 
+/* What one process place keeps across restarts, in memory the supervisor shares. */
+typedef struct worker_place_s {
+    atomic_int quiet; /* its process went quiet: the one restarted in its place starts quiet */
+} worker_place_t;
+
 /* ---- Plugins (plugins.c) ---- */
 
 typedef struct worker_type_s {
@@ -118,9 +123,10 @@ void worker__job_run(struct hopper_job *hj, int64_t timeout_grace_ms);
 
 /* Never returns: exits with a WORKER_EXIT_* status. */
 /* Loads the plugins itself, then serves until stopped. Never returns: exits with a
- * WORKER_EXIT_* status. slots: the whole table; this process uses its T slots. */
-void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int index)
-    __attribute__((noreturn));
+ * WORKER_EXIT_* status. slots: the whole table; this process uses its T slots.
+ * place: what its place keeps across restarts. */
+void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, worker_place_t *place,
+                          int index) __attribute__((noreturn));
 
 /* Jobs one process may hold: threads x prefetch (its share of the slot table). */
 static inline int worker__capacity(const worker_config_t *cfg)

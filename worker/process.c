@@ -82,6 +82,16 @@ struct worker_process_s {
 /* Set by signal handlers and by the reporter (lock-free atomics: safe in both). */
 static atomic_int stop_requested;
 static atomic_int quiet_requested;
+static worker_place_t *my_place; /* shared with the supervisor; outlives this process */
+
+/* From here on no new jobs, for this process and any restarted in its place.
+ * Async-signal-safe (lock-free atomics only). */
+static void go_quiet(void)
+{
+    atomic_store(&quiet_requested, 1);
+    if (my_place)
+        atomic_store(&my_place->quiet, 1);
+}
 
 static void on_stop(int sig)
 {
@@ -92,7 +102,7 @@ static void on_stop(int sig)
 static void on_quiet(int sig)
 {
     (void)sig;
-    atomic_store(&quiet_requested, 1);
+    go_quiet();
 }
 
 /* ---- Slots ---- */
@@ -394,7 +404,7 @@ static void obey(worker_process_t *wp, worker_command_t cmd)
     if (cmd == WORKER_COMMAND_QUIET && !atomic_load(&quiet_requested)) {
         hp_info("worker %s: quiet (asked by an operator): no new jobs; running ones finish",
                 wp->id);
-        atomic_store(&quiet_requested, 1);
+        go_quiet();
         atomic_store(&wp->info_now, true);
     } else if (cmd == WORKER_COMMAND_STOP && !atomic_load(&stop_requested)) {
         if (getppid() == wp->supervisor) {
@@ -712,8 +722,12 @@ static void stop_gracefully(worker_process_t *wp, pthread_t reporter, pthread_t 
     broker_worker_gone(wp->report_broker, wp->id);
 }
 
-void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int index)
+void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, worker_place_t *place,
+                          int index)
 {
+    my_place = place;
+    if (atomic_load(&place->quiet))
+        atomic_store(&quiet_requested, 1); /* before any signal or command can come */
     /* If the supervisor dies, stop gracefully rather than serve unsupervised. */
     pid_t parent = getppid();
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -763,7 +777,9 @@ void worker__process_main(const worker_config_t *cfg, worker_slot_t *slots, int 
     pthread_create(&reporter, NULL, reporter_thread, wp);
     for (int i = 0; i < wp->threads; i++)
         pthread_create(&handlers[i], NULL, handler_thread, wp);
-    hp_info("worker %s: serving %zu queue(s) with %d thread(s)", wp->id, cfg->nqueues, wp->threads);
+    hp_info("worker %s: serving %zu queue(s) with %d thread(s)%s", wp->id, cfg->nqueues,
+            wp->threads,
+            atomic_load(&quiet_requested) ? ", quiet (as the process it replaces was)" : "");
 
     fetch_loop(wp);
     stop_gracefully(wp, reporter, handlers);

@@ -58,11 +58,12 @@ static void on_quiet(int sig)
     quiets = 1;
 }
 
-static pid_t spawn(const worker_config_t *cfg, worker_slot_t *slots, int index)
+static pid_t spawn(const worker_config_t *cfg, worker_slot_t *slots, worker_place_t *places,
+                   int index)
 {
     pid_t pid = fork();
     if (pid == 0)
-        worker__process_main(cfg, slots, index);
+        worker__process_main(cfg, slots, &places[index], index);
     if (pid < 0)
         hp_error("worker: fork failed: %s", strerror(errno));
     return pid;
@@ -165,6 +166,15 @@ int worker_run(const worker_config_t *cfg)
         fprintf(stderr, "hopper worker: cannot map the slot table: %s\n", strerror(errno));
         return 1;
     }
+    size_t places_len = (size_t)cfg->processes * sizeof(worker_place_t);
+    worker_place_t *places =
+        mmap(NULL, places_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (places == MAP_FAILED) {
+        fprintf(stderr, "hopper worker: cannot map the process places: %s\n", strerror(errno));
+        munmap(slots, nslots * sizeof(worker_slot_t));
+        munmap(places, places_len);
+        return 1;
+    }
     struct sigaction sa = {.sa_handler = on_stop};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -176,7 +186,7 @@ int worker_run(const worker_config_t *cfg)
 
     child_t *children = hp_calloc((size_t)cfg->processes, sizeof(*children));
     for (int i = 0; i < cfg->processes; i++) {
-        children[i].pid = spawn(cfg, slots, i);
+        children[i].pid = spawn(cfg, slots, places, i);
         children[i].started_ms = hp_mono_ms();
     }
     hp_info("worker: supervisor %d running %d process(es) x %d thread(s)", (int)getpid(),
@@ -213,7 +223,7 @@ int worker_run(const worker_config_t *cfg)
             for (int i = 0; i < cfg->processes && !stop_level(); i++) {
                 if (children[i].pid == 0 && children[i].restart_at_ms &&
                     hp_mono_ms() >= children[i].restart_at_ms) {
-                    children[i].pid = spawn(cfg, slots, i);
+                    children[i].pid = spawn(cfg, slots, places, i);
                     children[i].started_ms = hp_mono_ms();
                     children[i].restart_at_ms = 0;
                 }

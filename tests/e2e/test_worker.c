@@ -1650,7 +1650,8 @@ static void test_api_quiet(void **state)
 
 /* The same from the command line: `hopper workers quiet|stop ID`; the quiet comes
  * while every place of the process is taken (its fetch loop waits for a free one),
- * and the job enqueued after it stays waiting when places free up. */
+ * and the job enqueued after it stays waiting when places free up, and when the
+ * quiet process dies and another is started in its place. */
 static void test_cli_quiet_stop(void **state)
 {
     (void)state;
@@ -1672,6 +1673,30 @@ static void test_cli_quiet_stop(void **state)
         expect_state(busy[i].s, JOB_STATE_SUCCEEDED); /* waits for it */
     hp_sleep_ms(1500); /* places are free: a worker that takes jobs would have it */
     expect_state(later.s, JOB_STATE_WAITING);
+
+    /* The quiet process dies: the one restarted in its place is quiet too. */
+    pid_t victim = pid_of_worker_id(wid);
+    assert_int_equal(kill(victim, SIGKILL), 0);
+    char again[WORKER_ID_MAX] = "";
+    int64_t end = hp_mono_ms() + WAIT_MS;
+    while (!again[0] || strcmp(again, wid) == 0) {
+        if (hp_mono_ms() > end)
+            fail_msg("no process came in the place of %s", wid);
+        hp_sleep_ms(50);
+        json_t *mine = api_workers_of(q); /* the dead one may linger in the list */
+        size_t i;
+        json_t *e;
+        json_array_foreach(mine, i, e)
+        {
+            if (strcmp(jstr(e, "id"), wid) != 0)
+                snprintf(again, sizeof(again), "%s", jstr(e, "id"));
+        }
+        json_decref(mine);
+    }
+    json_decref(wait_worker(again, "quiet", -1, -1));
+    hp_sleep_ms(1500);
+    expect_state(later.s, JOB_STATE_WAITING);
+    snprintf(wid, sizeof(wid), "%s", again);
 
     test_cli_run(cli, redis.url, (const char *const[]){"workers", "stop", "nosuch:1", NULL});
     assert_int_equal(cli->status, 3); /* not found */
