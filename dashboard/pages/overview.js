@@ -33,6 +33,7 @@ export async function render(root, ctx) {
   let cells = new Map(); // queue -> {state -> element, age -> element}
   let fetching = false;
   let again = false;
+  let queuesFailed = false; // the last refetch failed: the slower tiles follow its news
 
   async function loadQueues() {
     if (fetching) {
@@ -51,10 +52,19 @@ export async function render(root, ctx) {
         q.counts = q.counts || {};
       });
       renderQueues();
+      if (queuesFailed) { // back: the Redis and throughput tiles need not wait their turn
+        queuesFailed = false;
+        loadBroker();
+        loadThroughput();
+      }
     } catch (err) {
       if (ctx.alive && err.name !== 'AbortError') {
         clear(queuesBox).append(errorBox(err));
         cells = new Map();
+        if (!queuesFailed) { // nor may the Redis tile say "ok" for 10 s more
+          queuesFailed = true;
+          loadBroker();
+        }
       }
     } finally {
       fetching = false;

@@ -152,6 +152,8 @@ test('Redis goes away and comes back: the page says so, keeps the session, and g
   // (a 503 is no reason to show the login).
   await page.locator('#live[data-status="interrupted"]', {hasText: 'Redis unreachable'}).waitFor({timeout: 60000});
   await page.locator('.card', {hasText: 'is unreachable'}).first().waitFor({timeout: 60000}); // the next refetch failed
+  // and the Redis tile says so too (at once since that failure; no time is asserted)
+  await page.locator('.tile', {hasText: /^Redis\s*unknown/}).waitFor({timeout: 60000});
   assert.equal(await page.locator('#token').count(), 0, 'no login form');
   assert.equal(await page.locator('#nav').isVisible(), true);
   await h.shot(page, 'down');
