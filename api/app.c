@@ -99,6 +99,19 @@ void api_set_json(api_req_t *ar, int status, char *json, size_t len)
     ar->body_len = len;
 }
 
+void api_set_json_page(api_req_t *ar, hp_strbuf_t *sb, const char *next_cursor)
+{
+    hp_strbuf_appends(sb, "],\"next_cursor\":");
+    if (next_cursor)
+        hp_strbuf_append_json_string(sb, next_cursor);
+    else
+        hp_strbuf_appends(sb, "null");
+    hp_strbuf_appends(sb, "}");
+    size_t len;
+    char *text = hp_strbuf_steal(sb, &len);
+    api_set_json(ar, 200, text, len);
+}
+
 int api_status_for(int err)
 {
     switch (err) {

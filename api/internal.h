@@ -167,6 +167,9 @@ void api_problem(api_req_t *ar, int status, const char *fmt, ...)
 void api_set_problem(api_req_t *ar, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void api_set_json(api_req_t *ar, int status, char *json, size_t len);
+/* A page of a listing: sb holds `{"<items>":[...` with its items; this closes the
+ * array, adds "next_cursor" (null for the last page) and answers 200 with it. */
+void api_set_json_page(api_req_t *ar, hp_strbuf_t *sb, const char *next_cursor);
 /* An HP_E* code from the broker as an HTTP status and problem. */
 void api_set_broker_error(api_req_t *ar, broker_t *b, int err);
 int api_status_for(int err);

@@ -583,16 +583,8 @@ static void run_list(api_req_t *ar, broker_t *b)
         hp_strbuf_printf(&sb, "%s%s", i ? "," : "", text);
         hp_free(text);
     }
-    hp_strbuf_appends(&sb, "],\"next_cursor\":");
-    if (list.next_cursor)
-        hp_strbuf_append_json_string(&sb, list.next_cursor);
-    else
-        hp_strbuf_appends(&sb, "null");
-    hp_strbuf_appends(&sb, "}");
+    api_set_json_page(ar, &sb, list.next_cursor);
     job_list_cleanup(&list);
-    size_t len;
-    char *text = hp_strbuf_steal(&sb, &len);
-    api_set_json(ar, 200, text, len);
 }
 
 /* ---- Queues ---- */

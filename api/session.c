@@ -325,14 +325,6 @@ void api_audit_run_list(api_req_t *ar, broker_t *b)
             hp_strbuf_appends(&sb, ",");
         hp_strbuf_appends(&sb, page.entries[i]);
     }
-    hp_strbuf_appends(&sb, "],\"next_cursor\":");
-    if (page.next_cursor)
-        hp_strbuf_append_json_string(&sb, page.next_cursor);
-    else
-        hp_strbuf_appends(&sb, "null");
-    hp_strbuf_appends(&sb, "}");
+    api_set_json_page(ar, &sb, page.next_cursor);
     audit_page_cleanup(&page);
-    size_t len;
-    char *text = hp_strbuf_steal(&sb, &len);
-    api_set_json(ar, 200, text, len);
 }
