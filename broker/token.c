@@ -315,22 +315,30 @@ int broker_token_create(broker_t *b, token_info_t *info, char token[TOKEN_MAX])
     return err;
 }
 
-int broker_token_verify(broker_t *b, const char *token, token_info_t *info)
+/* The stored record of token `id`, decoded (and its hash into `hash` when not
+ * NULL); an unknown id is "not recognized", as a wrong secret is. */
+static int load_record(broker_t *b, const char *id, token_info_t *info, char *hash)
 {
-    char id[TOKEN_ID_LEN + 1];
-    if (!token_parse(token, id))
-        return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
     char *record = NULL;
     int err = b->ops->token_load(b, id, &record);
     if (err == HP_ENOTFOUND)
         return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
     if (err)
         return err;
-    char stored[SHA256_HEX_LEN + 1], presented[SHA256_HEX_LEN + 1];
-    token_info_t found;
-    if (!record_decode(record, &found, stored))
+    if (!record_decode(record, info, hash))
         err = broker__error(b, HP_EPROTO, "token %s: damaged record in the broker", id);
     hp_free(record);
+    return err;
+}
+
+int broker_token_verify(broker_t *b, const char *token, token_info_t *info)
+{
+    char id[TOKEN_ID_LEN + 1];
+    if (!token_parse(token, id))
+        return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
+    char stored[SHA256_HEX_LEN + 1], presented[SHA256_HEX_LEN + 1];
+    token_info_t found;
+    int err = load_record(b, id, &found, stored);
     if (err)
         return err;
     broker__sha256_hex(token, presented);
@@ -353,16 +361,7 @@ int broker__token_info(broker_t *b, const char *id, token_info_t *info)
 {
     if (!id_valid(id, strlen(id)))
         return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
-    char *record = NULL;
-    int err = b->ops->token_load(b, id, &record);
-    if (err == HP_ENOTFOUND)
-        return broker__error(b, HP_ENOTFOUND, NOT_RECOGNIZED);
-    if (err)
-        return err;
-    if (!record_decode(record, info, NULL))
-        err = broker__error(b, HP_EPROTO, "token %s: damaged record in the broker", id);
-    hp_free(record);
-    return err;
+    return load_record(b, id, info, NULL);
 }
 
 int broker_tokens(broker_t *b, token_info_t **infos, size_t *n)
