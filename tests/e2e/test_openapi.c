@@ -38,6 +38,7 @@
 
 #include "api/internal.h"
 #include "tests/support/test_redis.h"
+#include "tests/support/test_proc.h"
 
 #ifndef HOPPER_OPENAPI_JSON
 #error "HOPPER_OPENAPI_JSON must name api/openapi.json in the source tree"
@@ -214,14 +215,8 @@ static void http(const char *method, const char *path, const char *content_type,
                  size_t body_len, response_t *out)
 {
     memset(out, 0, sizeof(*out));
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = test_connect_local(server_port, 10);
     assert_true(fd >= 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)server_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 
     char head[1024];
     int n = snprintf(head, sizeof(head),
@@ -239,23 +234,10 @@ static void http(const char *method, const char *path, const char *content_type,
         sent += (size_t)w;
     }
 
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (cap - len < 4096) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        assert_true(r >= 0); /* a timeout here: the server did not answer */
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
+    size_t len = 0;
+    char *buf = test_read_to_close(fd, &len);
     close(fd);
-    buf[len] = '\0';
+    assert_non_null(buf); /* NULL: the server did not answer in time */
 
     char *end = strstr(buf, "\r\n\r\n");
     assert_non_null(end);

@@ -1337,37 +1337,17 @@ static void test_registry(void **state)
  * and, in *body (may be NULL), the answer as JSON (NULL if it is not JSON). */
 static int api(const char *method, const char *path, json_t **body)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = test_connect_local(api_port, 10);
     assert_true(fd >= 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)api_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char head[512];
     int n =
         snprintf(head, sizeof(head),
                  "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", method, path);
     assert_true(n > 0 && n < (int)sizeof(head));
     assert_int_equal(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (cap - len < 4096) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        assert_true(r >= 0); /* a timeout here: the server did not answer */
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
+    char *buf = test_read_to_close(fd, NULL);
     close(fd);
-    buf[len] = '\0';
+    assert_non_null(buf); /* NULL: the server did not answer in time */
     int status = 0;
     assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
     const char *end = strstr(buf, "\r\n\r\n");

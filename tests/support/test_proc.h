@@ -36,5 +36,10 @@ void test_proc_cleanup(test_proc_t *p);
 int test_free_port(void);
 /* Waits until 127.0.0.1:port accepts a connection; false after timeout_ms. */
 bool test_wait_port(int port, int timeout_ms);
+/* A connection to 127.0.0.1:port whose reads give up after timeout_s; -1 if refused. */
+int test_connect_local(int port, int timeout_s);
+/* Everything fd receives until the peer closes, NUL-terminated (free), its length in
+ * *len (may be NULL); NULL when a read fails or times out. fd stays open. */
+char *test_read_to_close(int fd, size_t *len);
 
 #endif
